@@ -1,0 +1,166 @@
+"""Builders: the one interface through which anything emits primitives.
+
+Derivative rules, the tracer and the passes all call ``b.add(x, y)``,
+``b.broadcast_in_dim(...)`` and friends on a builder. A :class:`GraphBuilder`
+records equations (hash-consed: asking twice for the same equation returns the
+first one's outputs, so equal sub-expressions are shared as they are built);
+a :class:`NumpyBuilder` computes at once with the reference implementations.
+Writing a rule once against this interface makes it serve both.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from . import dtypes
+from .graph import Atom, Constant, Eqn, Graph, Literal, SourceInfo, Var
+from .primitives import REGISTRY, Primitive
+from .types import ShapedType, type_of
+
+
+def params_key(value):
+    """A hashable stand-in for a params dict (or one of its values)."""
+    if isinstance(value, dict):
+        return tuple((k, params_key(v)) for k, v in sorted(value.items()))
+    if isinstance(value, (tuple, list)):
+        return tuple(params_key(v) for v in value)
+    if isinstance(value, Graph):
+        return ("graph", id(value))
+    hash(value)  # raises TypeError for a param that cannot be compared
+    return value
+
+
+class Builder:
+    """Methods named after primitives (``b.exp(x)``, ``b.and_(x, y)``) bind them;
+    the helpers below compose primitives for patterns every rule needs."""
+
+    def bind(self, prim: Primitive, *inputs, **params) -> list:
+        raise NotImplementedError
+
+    def type_of(self, x) -> ShapedType:
+        raise NotImplementedError
+
+    def literal(self, value, dtype) -> object:
+        """A scalar constant in this builder's currency."""
+        raise NotImplementedError
+
+    def constant(self, array) -> object:
+        raise NotImplementedError
+
+    def bind1(self, name: str, *inputs, **params):
+        (out,) = self.bind(REGISTRY[name], *inputs, **params)
+        return out
+
+    def __getattr__(self, name: str) -> Callable:
+        prim = REGISTRY.get(name.rstrip("_"))
+        if prim is None:
+            raise AttributeError(f"{type(self).__name__} has no method or primitive {name!r}")
+        return lambda *inputs, **params: self.bind1(prim.name, *inputs, **params)
+
+    # -- helpers -----------------------------------------------------------
+    def full(self, shape, value, dtype):
+        """``value`` broadcast to ``shape``: a literal when shape is ()."""
+        lit = self.literal(value, dtype)
+        if not shape:
+            return lit
+        return self.broadcast_in_dim(lit, shape=tuple(shape), broadcast_dimensions=())
+
+    def zeros_like(self, x):
+        t = self.type_of(x)
+        return self.full(t.shape, 0, t.dtype)
+
+    def convert(self, x, dtype):
+        return x if self.type_of(x).dtype == dtype else self.convert_element_type(x, dtype=dtype)
+
+    def broadcast_to(self, x, shape):
+        """NumPy broadcasting of x to shape (trailing dimensions aligned)."""
+        t = self.type_of(x)
+        shape = tuple(shape)
+        if t.shape == shape:
+            return x
+        lead = len(shape) - t.ndim
+        return self.broadcast_in_dim(x, shape=shape, broadcast_dimensions=tuple(range(lead, len(shape))))
+
+    def sum_to_shape(self, x, shape):
+        """Undo broadcasting: sum x down to ``shape`` (the VJP of broadcast_to)."""
+        t = self.type_of(x)
+        shape = tuple(shape)
+        if t.shape == shape:
+            return x
+        lead = t.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and t.shape[lead + i] != 1)
+        summed = self.reduce_sum(x, axes=axes) if axes else x
+        return self.reshape(summed, new_sizes=shape) if self.type_of(summed).shape != shape else summed
+
+
+class GraphBuilder(Builder):
+    """Records equations into a graph under construction.
+
+    ``source_fn`` is asked for the SourceInfo of every new equation (the tracer
+    passes one that finds the user's line); ``on_bind`` lets a caller see each
+    equation as it is made (concrete tracing evaluates it at once)."""
+
+    def __init__(self, source_fn: Callable[[], SourceInfo | None] | None = None, hash_cons: bool = True):
+        self.eqns: list[Eqn] = []
+        self.source_fn = source_fn
+        self.hash_cons = hash_cons
+        self._memo: dict = {}
+
+    def new_input(self, type: ShapedType) -> Var:
+        return Var(type)
+
+    def type_of(self, x) -> ShapedType:
+        return x.type
+
+    def literal(self, value, dtype) -> Literal:
+        return Literal(value, dtype)
+
+    def constant(self, array) -> Atom:
+        """A NumPy value as an atom. A uniform array (``np.zeros((512, 512))``)
+        becomes a broadcast literal, so the graph does not carry its bytes."""
+        arr = np.asarray(array)
+        if arr.ndim == 0:
+            return Literal(arr)
+        flat = arr.reshape(-1)
+        if flat.size > 1 and (flat.view(np.uint8).reshape(flat.size, -1) == flat[:1].view(np.uint8)).all():
+            return self.broadcast_in_dim(Literal(flat[0]), shape=arr.shape, broadcast_dimensions=())
+        return self.bind1("constant", value=Constant(arr))
+
+    def bind(self, prim: Primitive, *inputs, **params) -> list:
+        key = None
+        if self.hash_cons:
+            key = (prim.name, tuple(a.key if isinstance(a, Literal) else id(a) for a in inputs), params_key(params))
+            hit = self._memo.get(key)
+            if hit is not None:
+                return hit[1]
+        out_types = prim.shape_rule(*[a.type for a in inputs], **params)
+        outs = [Var(t) for t in out_types]
+        source = self.source_fn() if self.source_fn else None
+        self.eqns.append(Eqn(prim, list(inputs), dict(params), outs, source))
+        if key is not None:
+            self._memo[key] = (inputs, outs)  # keep inputs alive so their ids stay unique
+        return outs
+
+    def build(self, inputs, outputs, name: str = "f") -> Graph:
+        return Graph(list(inputs), list(self.eqns), list(outputs), name)
+
+
+class NumpyBuilder(Builder):
+    """Computes at once with each primitive's reference implementation."""
+
+    def type_of(self, x) -> ShapedType:
+        return type_of(x)
+
+    def literal(self, value, dtype) -> np.ndarray:
+        return np.asarray(value, dtype=dtypes.canonicalize(dtype))
+
+    def constant(self, array) -> np.ndarray:
+        return np.asarray(array)
+
+    def bind(self, prim: Primitive, *inputs, **params) -> list:
+        arrays = [np.asarray(x) for x in inputs]
+        prim.shape_rule(*[type_of(a) for a in arrays], **params)  # the same checks as when tracing
+        with np.errstate(all="ignore"):
+            return [np.asarray(v) for v in prim.impl(*arrays, **params)]

@@ -1,0 +1,54 @@
+"""The reference interpreter: runs a graph with each primitive's NumPy
+implementation. It is the oracle every pass and every compiled kernel is
+tested against, so it checks every value it produces against the IR types."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DTypeError, ShapeError, TracegradError
+from .graph import Graph, Literal
+from .types import type_of
+
+
+class InterpreterError(TracegradError, RuntimeError):
+    """A primitive's implementation disagreed with its shape rule (a tracegrad bug)."""
+
+
+def check_args(graph: Graph, args: Sequence) -> list[np.ndarray]:
+    """Arguments as arrays whose types match the graph's inputs, or a clear error."""
+    if len(args) != len(graph.inputs):
+        raise TypeError(f"graph {graph.name!r} takes {len(graph.inputs)} arguments, got {len(args)}")
+    arrays = []
+    for i, (v, a) in enumerate(zip(graph.inputs, args)):
+        arr = np.asarray(a)
+        if arr.shape != v.type.shape:
+            raise ShapeError(f"argument {i} of graph {graph.name!r} has shape {arr.shape}, expected {v.type}")
+        if arr.dtype != v.type.dtype:
+            raise DTypeError(f"argument {i} of graph {graph.name!r} has dtype {arr.dtype}, expected {v.type}")
+        arrays.append(arr)
+    return arrays
+
+
+def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
+    """Run ``graph`` on NumPy arrays; returns one array per graph output."""
+    env: dict[int, np.ndarray] = {v.id: a for v, a in zip(graph.inputs, check_args(graph, args))}
+
+    def read(a):
+        return a.value if isinstance(a, Literal) else env[a.id]
+
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
+        for eqn in graph.eqns:
+            outs = eqn.prim.impl(*[read(a) for a in eqn.inputs], **eqn.params)
+            if len(outs) != len(eqn.outputs):
+                raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
+            for v, value in zip(eqn.outputs, outs):
+                value = np.asarray(value)
+                if type_of(value) != v.type:
+                    raise InterpreterError(
+                        f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
+                        + (f" ({eqn.source})" if eqn.source else ""))
+                env[v.id] = value
+    return [read(a) for a in graph.outputs]

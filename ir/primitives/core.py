@@ -1,0 +1,90 @@
+"""The primitive record and the registry.
+
+A primitive is a name plus everything it means, kept together in one record:
+its shape/dtype rule, its NumPy reference implementation, and (beside them)
+its derivative rules. Backends add a lowering keyed by the same name. The
+families of primitives live in the sibling modules, one file per family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
+from ..types import ShapedType
+
+REGISTRY: dict[str, "Primitive"] = {}
+
+
+@dataclass(eq=False)
+class Primitive:
+    """One row of the primitive table.
+
+    ``shape_rule(*in_types, **params)`` returns the output types (a list) and
+    raises ShapeError / DTypeError for operands the primitive does not accept;
+    ``impl(*arrays, **params)`` computes the outputs with NumPy (a list).
+    ``family`` groups primitives in docs; ``doc`` states the semantics."""
+
+    name: str
+    shape_rule: Callable
+    impl: Callable
+    family: str
+    doc: str
+    differentiable: bool = True
+    jvp: Callable | None = None
+    transpose: Callable | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def register(prim: Primitive) -> Primitive:
+    if prim.name in REGISTRY:
+        raise ValueError(f"primitive {prim.name!r} registered twice")
+    REGISTRY[prim.name] = prim
+    return prim
+
+
+# ---------------------------------------------------------------- shared checks
+
+KIND_NAMES = {"f": "floating", "i": "integer", "b": "bool"}
+
+
+def check_kinds(prim: str, t: ShapedType, kinds: str, which: str = "operand") -> None:
+    """Reject a dtype whose kind ('f', 'i', 'b') the primitive does not accept."""
+    kind = "i" if dtypes.is_int(t.dtype) else t.dtype.kind
+    if kind not in kinds:
+        allowed = " or ".join(KIND_NAMES[k] for k in kinds)
+        raise DTypeError(f"{prim}: {which} has dtype {t.dtype}, but {prim} takes {allowed} values")
+
+
+def check_same_dtype(prim: str, types) -> np.dtype:
+    found = {t.dtype for t in types}
+    if len(found) > 1:
+        listed = ", ".join(str(t) for t in types)
+        raise DTypeError(f"{prim}: operands must share one dtype, got {listed}; convert with convert_element_type")
+    return types[0].dtype
+
+
+def elementwise_shape(prim: str, types) -> tuple[int, ...]:
+    """Elementwise primitives take operands of one shape; a 0-d operand is
+    broadcast (so ``mul a 2.0:f32`` needs no explicit broadcast)."""
+    shapes = {t.shape for t in types if t.ndim > 0}
+    if len(shapes) > 1:
+        listed = ", ".join(str(t) for t in types)
+        raise ShapeError(f"{prim}: operand shapes differ ({listed}); broadcast them with broadcast_in_dim first")
+    return shapes.pop() if shapes else ()
+
+
+def check_axes(prim: str, axes, ndim: int, what: str = "axes") -> None:
+    if len(set(axes)) != len(axes) or any(not 0 <= a < ndim for a in axes):
+        raise ShapeError(f"{prim}: {what} {tuple(axes)} must be distinct and in [0, {ndim}) for a rank-{ndim} operand")
+
+
+def as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]

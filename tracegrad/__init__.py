@@ -1,0 +1,35 @@
+"""tracegrad: a trace-and-compile automatic-differentiation compiler for
+NumPy-style Python.
+
+    import tracegrad as tg
+    import tracegrad.numpy as tnp
+
+    @tg.jit
+    def loss(w, x):
+        return tnp.sum(tnp.tanh(x @ w) ** 2)
+
+    print(tg.make_ir(loss)(w, x))    # the traced program
+    loss(w, x)                       # traced once per signature, then cached
+"""
+
+from ir import Graph, ShapedType
+from ir.dtypes import bool_, float32, float64, int32, int64
+
+from . import numpy
+from .config import config
+from .core import Tracer
+from .errors import (ArgumentError, AxisError, ConcretizationError, DTypeError, EscapedTracerError, ShapeError,
+                     TracegradError, VerificationError)
+from .jit import CacheInfo, CacheMissWarning, JitFunction, Lowered, jit
+from .numpy._methods import install as _install_array_methods
+from .tracing import make_ir
+
+_install_array_methods(Tracer)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "jit", "make_ir", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
+    "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
+    "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
+]

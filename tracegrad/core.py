@@ -1,0 +1,217 @@
+"""Tracing: Tracers stand in for arrays while a Python function runs, and
+every operation on them is bound as an equation in the current trace.
+
+``bind`` is the single door to the primitives for the front end: on tracers
+it records an equation in their trace; on plain NumPy arrays it runs the
+primitive's reference implementation at once. ``tracegrad.numpy`` is written
+once against it, so it serves both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir import Graph, GraphBuilder, NumpyBuilder, ShapedType, dtypes
+from ir.primitives import REGISTRY
+
+from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError
+from .source import at_user_line, user_source
+
+_numpy_builder = NumpyBuilder()
+
+
+class Trace:
+    """One tracing of one function: a GraphBuilder plus the Tracers it made."""
+
+    def __init__(self, name: str = "f"):
+        self.builder = GraphBuilder(source_fn=user_source)
+        self.name = name
+        self.alive = True
+        self.inputs: list = []
+
+    def new_input(self, type: ShapedType, weak: bool = False) -> "Tracer":
+        var = self.builder.new_input(type)
+        self.inputs.append(var)
+        return Tracer(self, var, weak)
+
+    def atom(self, x):
+        """The IR atom for an operand: a Tracer's var, or a constant."""
+        if isinstance(x, Tracer):
+            return x.atom
+        return self.builder.constant(x)
+
+    def finish(self, outputs: list) -> Graph:
+        """Close the trace; outputs may be Tracers or constants."""
+        atoms = [self.atom(o) for o in outputs]
+        self.alive = False
+        return self.builder.build(self.inputs, atoms, self.name)
+
+
+class Tracer:
+    """A value under tracing: its abstract type (shape, dtype) and its IR atom.
+
+    ``weak`` marks a Python scalar argument, which promotes like a Python
+    scalar (NumPy 2): a float32 array times a weak float stays float32."""
+
+    __slots__ = ("trace", "atom", "weak")
+    __array_priority__ = 1000
+
+    def __init__(self, trace: Trace, atom, weak: bool = False):
+        self.trace = trace
+        self.atom = atom
+        self.weak = weak
+
+    # -- what is known without a value -----------------------------------------
+    @property
+    def type(self) -> ShapedType:
+        return self.atom.type
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.atom.type.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.atom.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return self.atom.type.size
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"Tracer<{self.type}>"
+
+    # -- what needs a value: refused, with the user's line and the fix ---------
+    def _concretization_error(self, what: str):
+        src = user_source()
+        where = f" at {src.describe()}" if src else ""
+        raise ConcretizationError(
+            f"{what} needs the value of a traced array ({self.type}){where}.\n"
+            f"Under jit, arguments are abstract: only their shape and dtype are known while the function is traced. "
+            f"Branch on values with lax.cond or loop with lax.while_loop / lax.fori_loop, use tnp.where for "
+            f"elementwise choices, or mark the argument static with static_argnums / static_argnames.")
+
+    def __bool__(self):
+        self._concretization_error("Python control flow (`if`, `while`, `and`, `or`, `not` or bool())")
+
+    def __float__(self):
+        self._concretization_error("float()")
+
+    def __int__(self):
+        self._concretization_error("int()")
+
+    def __complex__(self):
+        self._concretization_error("complex()")
+
+    def __index__(self):
+        self._concretization_error("using an array as a Python index (__index__)")
+
+    def item(self):
+        self._concretization_error(".item()")
+
+    def tolist(self):
+        self._concretization_error(".tolist()")
+
+    def __array__(self, dtype=None, copy=None):
+        self._concretization_error("converting to a NumPy array (np.asarray / np.array)")
+
+    __hash__ = None  # == is elementwise, so tracers cannot be dict keys (as NumPy arrays)
+
+
+def find_trace(args) -> Trace | None:
+    """The trace of the Tracers among ``args``; a finished trace is an error."""
+    found = None
+    for a in args:
+        if isinstance(a, Tracer):
+            if not a.trace.alive:
+                raise EscapedTracerError(
+                    f"a traced value ({a.type}) from a finished trace of {a.trace.name!r} was used again. "
+                    f"Tracers exist only while their function is traced: return the value instead of storing "
+                    f"it in a global or an attribute.")
+            if found is not None and a.trace is not found:
+                raise EscapedTracerError(
+                    f"values from two different traces ({found.name!r} and {a.trace.name!r}) were combined; "
+                    f"pass the outer value as an argument instead of closing over it")
+            found = a.trace
+    return found
+
+
+def bind(name: str, *args, **params) -> list:
+    """Apply primitive ``name``: recorded on Tracers, computed on arrays."""
+    prim = REGISTRY[name]
+    trace = find_trace(args)
+    try:
+        if trace is None:
+            return _numpy_builder.bind(prim, *args, **params)
+        outs = trace.builder.bind(prim, *[trace.atom(a) for a in args], **params)
+    except (ShapeError, DTypeError) as e:
+        # A rule rejected the operands: say where in the user's code that happened.
+        raise type(e)(f"{e}{at_user_line()}") from None
+    return [Tracer(trace, o) for o in outs]
+
+
+def lift(trace: Trace, value) -> Tracer:
+    """A constant as a Tracer of ``trace``."""
+    return Tracer(trace, trace.atom(value))
+
+
+def bind1(name: str, *args, **params):
+    (out,) = bind(name, *args, **params)
+    return out
+
+
+# ----------------------------------------------------------------- operands
+def type_and_weak(x) -> tuple[ShapedType, bool]:
+    """Abstract type of any operand, and whether it promotes like a Python scalar."""
+    if isinstance(x, Tracer):
+        return x.type, x.weak
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+        if isinstance(x, bool):
+            return ShapedType((), dtypes.bool_), True
+        if isinstance(x, int):
+            return ShapedType((), dtypes.int64), True
+        return ShapedType((), dtypes.float64), True
+    arr = np.asarray(x)
+    return ShapedType(arr.shape, dtypes.canonicalize(arr.dtype, "array dtype")), False
+
+
+def as_operand(x):
+    """Tracers stay; everything else becomes a NumPy array of a supported dtype."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, (list, tuple)) and any(isinstance(e, Tracer) for e in _flat(x)):
+        raise TypeError("a list containing traced arrays is not an array: combine them with tnp.stack or "
+                        "tnp.concatenate")
+    if isinstance(x, complex):
+        raise DTypeError("complex numbers are not supported by tracegrad")
+    if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:
+        raise OverflowError(f"Python int {x} does not fit int64")
+    arr = np.asarray(x)
+    dtypes.canonicalize(arr.dtype, "array dtype")
+    return arr
+
+
+def _flat(x):
+    for e in x:
+        if isinstance(e, (list, tuple)):
+            yield from _flat(e)
+        else:
+            yield e
+
+
+def is_traced(*xs) -> bool:
+    return any(isinstance(x, Tracer) for x in xs)

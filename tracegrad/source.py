@@ -1,0 +1,35 @@
+"""Finding the user's line: the innermost stack frame outside tracegrad."""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+from ir.graph import SourceInfo
+
+_here = os.path.dirname(os.path.abspath(__file__))
+_root = os.path.dirname(_here)
+INTERNAL_DIRS = tuple(os.path.join(_root, pkg) + os.sep for pkg in ("tracegrad", "ir", "codegen"))
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(INTERNAL_DIRS) or filename.startswith("<frozen ")
+
+
+def user_source() -> SourceInfo | None:
+    """SourceInfo of the innermost frame that belongs to user code (not to tracegrad, ir or codegen)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _internal(os.path.abspath(filename) if not filename.startswith("<") else filename):
+            code = linecache.getline(filename, frame.f_lineno).strip()
+            return SourceInfo(filename, frame.f_lineno, frame.f_code.co_name, code)
+        frame = frame.f_back
+    return None
+
+
+def at_user_line() -> str:
+    """`` at file.py:12 (in f): y = x + z`` for appending to an error message, or ''."""
+    src = user_source()
+    return f"\n  at {src.describe()}" if src is not None else ""
