@@ -55,25 +55,22 @@ def broadcast_shapes(*shapes, what: str = "operands") -> tuple[int, ...]:
 
 
 def broadcast_to(x, shape):
-    """NumPy broadcasting of x to ``shape`` (which must already be compatible)."""
+    """NumPy broadcasting of x to ``shape`` (which must already be compatible):
+    trailing axes align, and broadcast_in_dim stretches size-1 axes itself."""
     shape = tuple(shape)
     xs = shape_of(x)
     if xs == shape:
         return x
     lead = len(shape) - len(xs)
-    # Size-1 dimensions that grow are dropped first, so broadcast_in_dim maps only real extents.
-    keep = [i for i, d in enumerate(xs) if d == shape[lead + i]]
-    if len(keep) != len(xs):
-        x = bind1("reshape", x, new_sizes=tuple(xs[i] for i in keep))
-    return bind1("broadcast_in_dim", x, shape=shape, broadcast_dimensions=tuple(lead + i for i in keep))
+    return bind1("broadcast_in_dim", x, shape=shape, broadcast_dimensions=tuple(range(lead, len(shape))))
 
 
 def elementwise(name: str, *xs, dtype=None, kinds: str = "fib", fname: str | None = None):
     """Promote, broadcast and bind an elementwise primitive. ``dtype`` forces the
     operand dtype (e.g. float64 for divide on integers); 0-d operands are left
     for the primitive to broadcast."""
+    dt, is_weak = result_type(*xs)  # before operands(): a Python scalar must still look weak
     xs = operands(*xs)
-    dt, is_weak = result_type(*xs)
     if dtype is not None:
         dt = dtype(dt) if callable(dtype) else dtype
     kind = "i" if dtypes.is_int(dt) else dt.kind
