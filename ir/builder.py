@@ -123,7 +123,7 @@ class GraphBuilder(Builder):
         arr = np.asarray(array)
         if arr.ndim == 0:
             return Literal(arr)
-        flat = arr.reshape(-1)
+        flat = np.ascontiguousarray(arr).reshape(-1)  # a strided view has no byte view
         if flat.size > 1 and (flat.view(np.uint8).reshape(flat.size, -1) == flat[:1].view(np.uint8)).all():
             return self.broadcast_in_dim(Literal(flat[0]), shape=arr.shape, broadcast_dimensions=())
         return self.bind1("constant", value=Constant(arr))

@@ -42,9 +42,10 @@ class Literal:
     __slots__ = ("value", "type")
 
     def __init__(self, value, dtype=None):
-        arr = np.asarray(value, dtype=dtype)
+        arr = np.array(value, dtype=dtype)  # a copy, read-only: the graph owns its literals
         if arr.ndim != 0:
             raise ValueError("a Literal is a scalar; arrays are `constant` equations")
+        arr.setflags(write=False)
         self.value = arr
         self.type = type_of(arr)
 

@@ -46,7 +46,7 @@ def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
                 raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
             for v, value in zip(eqn.outputs, outs):
                 value = np.asarray(value)
-                if type_of(value) != v.type:
+                if value.shape != v.type.shape or value.dtype != v.type.dtype:
                     raise InterpreterError(
                         f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
                         + (f" ({eqn.source})" if eqn.source else ""))

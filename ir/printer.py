@@ -54,7 +54,13 @@ def format_atom(a, names: Namer) -> str:
         v = a.value[()]
         text = str(bool(v)) if a.type.dtype == dtypes.bool_ else str(v)
         return f"{text}:{dtypes.short_name(a.type.dtype)}"
-    return names(a)
+    if isinstance(a, Var):
+        return names(a)
+    return f"<{type(a).__name__}?>"  # not an atom: a broken graph, shown so the verifier can say so
+
+
+def _typed(v, names: Namer) -> str:
+    return f"{format_atom(v, names)}: {v.type}" if isinstance(v, Var) else format_atom(v, names)
 
 
 def format_param(v) -> str:
@@ -87,8 +93,8 @@ def walk(graph: Graph, depth: int = 0, label: str | None = None, parent: Eqn | N
 
 
 def _signature(graph: Graph, names: Namer, label: str, top: bool) -> str:
-    args = ", ".join(f"{names(v)}: {v.type}" for v in graph.inputs)
-    outs = [str(t) for t in graph.out_types]
+    args = ", ".join(_typed(v, names) for v in graph.inputs)
+    outs = [str(getattr(a, "type", "?")) for a in graph.outputs]
     ret = outs[0] if len(outs) == 1 else f"({', '.join(outs)})"
     return f"{'def ' if top else ''}{label}({args}) -> {ret}:"
 
@@ -96,7 +102,7 @@ def _signature(graph: Graph, names: Namer, label: str, top: bool) -> str:
 def _equation(eqn: Eqn, names: Namer, source: bool) -> str:
     # Inputs are named before outputs: an input was defined earlier, so it keeps its name.
     ins = " ".join(format_atom(a, names) for a in eqn.inputs)
-    outs = ", ".join(f"{names(v)}: {v.type}" for v in eqn.outputs) or "()"
+    outs = ", ".join(_typed(v, names) for v in eqn.outputs) or "()"
     shown = {k: v for k, v in eqn.params.items() if k not in dict(eqn.subgraphs()) and not _holds_graphs(v)}
     params = f"[{', '.join(f'{k}={format_param(v)}' for k, v in shown.items())}]" if shown else ""
     text = f"{outs} = {eqn.prim.name}{params}" + (f" {ins}" if ins else "")
@@ -114,8 +120,9 @@ def _return(graph: Graph, names: Namer) -> str:
     return "return " + (outs[0] if len(outs) == 1 else f"({', '.join(outs)})")
 
 
-def format_graph(graph: Graph, *, source: bool = False) -> str:
-    names = Namer()
+def format_graph(graph: Graph, *, source: bool = False, names: Namer | None = None) -> str:
+    """The text dump; ``names`` (a Namer) is filled with the names it uses."""
+    names = Namer() if names is None else names
     lines = []
     stack: list[tuple[int, Graph]] = []
     for line in walk(graph):

@@ -9,13 +9,15 @@ from .builder import params_key
 from .errors import TracegradError, VerificationError
 from .graph import Eqn, Graph, Literal, Var
 from .primitives import REGISTRY
-from .printer import Namer, _equation
+from .printer import Namer, _equation, format_graph
 from .types import ShapedType, type_of
 
 
 def verify(graph: Graph) -> Graph:
     """Check ``graph`` and every sub-graph; return it unchanged or raise VerificationError."""
-    _verify(graph, Namer(), set())
+    names = Namer()
+    format_graph(graph, names=names)  # name every variable as str(graph) does, so messages match the dump
+    _verify(graph, names, set(), set())
     return graph
 
 
@@ -39,7 +41,10 @@ def _check_atom(a, defined: set[int], eqn, index, names, graph, what: str):
         _fail(eqn, index, names, graph, f"{what} {a!r} is neither a Var nor a Literal")
 
 
-def _verify(graph: Graph, names: Namer, seen: set[int]) -> None:
+def _verify(graph: Graph, names: Namer, seen: set[int], checked: set[int]) -> None:
+    """``seen``: Vars defined anywhere so far (SSA holds across nesting); ``checked``: graphs
+    already verified, so that a sub-graph shared by several equations is checked once."""
+    checked.add(id(graph))
     defined: set[int] = set()
 
     def define(v, eqn, index):
@@ -62,7 +67,8 @@ def _verify(graph: Graph, names: Namer, seen: set[int]) -> None:
         except TypeError as e:
             _fail(eqn, i, names, graph, f"params must be hashable: {e}")
         for _, sub in eqn.subgraphs():
-            _verify(sub, names, seen)
+            if id(sub) not in checked:
+                _verify(sub, names, seen, checked)
         try:
             expected = eqn.prim.shape_rule(*[a.type for a in eqn.inputs], **eqn.params)
         except (TracegradError, TypeError, ValueError) as e:

@@ -14,7 +14,7 @@ import numpy as np
 from ir import Graph, GraphBuilder, NumpyBuilder, ShapedType, dtypes
 from ir.primitives import REGISTRY
 
-from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError
+from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
 from .source import at_user_line, user_source
 
 _numpy_builder = NumpyBuilder()
@@ -42,6 +42,12 @@ class Trace:
 
     def finish(self, outputs: list) -> Graph:
         """Close the trace; outputs may be Tracers or constants."""
+        for o in outputs:
+            if isinstance(o, Tracer) and o.trace is not self:
+                find_trace([o])  # from a finished trace: EscapedTracerError
+                raise EscapedTracerError(
+                    f"{self.name!r} returned a traced value ({o.type}) of the enclosing trace of {o.trace.name!r}; "
+                    f"pass the outer value as an argument instead of closing over it")
         atoms = [self.atom(o) for o in outputs]
         self.alive = False
         return self.builder.build(self.inputs, atoms, self.name)
@@ -158,7 +164,9 @@ def bind(name: str, *args, **params) -> list:
         if trace is None:
             return _numpy_builder.bind(prim, *args, **params)
         outs = trace.builder.bind(prim, *[trace.atom(a) for a in args], **params)
-    except (ShapeError, DTypeError) as e:
+    except (ShapeError, DTypeError, ValueError) as e:
+        if not isinstance(e, TracegradError) and type(e) is not ValueError:
+            raise  # someone else's exception type, whose constructor we do not know
         # A rule rejected the operands: say where in the user's code that happened.
         raise type(e)(f"{e}{at_user_line()}") from None
     return [Tracer(trace, o) for o in outs]
@@ -197,7 +205,8 @@ def as_operand(x):
         raise TypeError("a list containing traced arrays is not an array: combine them with tnp.stack or "
                         "tnp.concatenate")
     if isinstance(x, complex):
-        raise DTypeError("complex numbers are not supported by tracegrad")
+        raise DTypeError("complex numbers are not supported by tracegrad (float32, float64, int32, int64 and bool "
+                         "are); pass the real and imaginary parts as two float arrays")
     if isinstance(x, int) and not isinstance(x, bool) and not -2**63 <= x < 2**63:
         raise OverflowError(f"Python int {x} does not fit int64")
     arr = np.asarray(x)

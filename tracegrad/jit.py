@@ -9,6 +9,7 @@ keeps the reasons, and ``config.explain_cache_misses`` warns with them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
@@ -21,7 +22,8 @@ from ir import evaluate
 
 from . import tree
 from .config import config
-from .core import Tracer
+from .core import Tracer, find_trace
+from .errors import ArgumentError
 from .tracing import ArgSplit, Signature, Traced, concrete_leaves, split_args, trace
 
 BACKENDS = ("interpret",)
@@ -67,7 +69,10 @@ class Compiled:
         return self.traced.graph
 
     def run(self, split: ArgSplit):
-        inputs = concrete_leaves(split)
+        return self.run_leaves(concrete_leaves(split))
+
+    def run_leaves(self, inputs: list[np.ndarray]):
+        """Run on the dynamic leaves, already arrays of the signature's dtypes."""
         given = {id(a) for a in inputs}
         outs = evaluate(self.traced.graph, inputs)
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
@@ -75,9 +80,9 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         split = split_args(self._fun, args, kwargs, *self._static)
         if split.signature != self.traced.signature:
-            raise TypeError(f"this compiled program was built for {_describe(self.traced.signature)}; "
-                            f"it was called with {_describe(split.signature)}. Call the jitted function instead, "
-                            f"which traces again for new shapes and dtypes")
+            raise ArgumentError(f"this compiled program was built for {_describe(self.traced.signature)}; "
+                                f"it was called with {_describe(split.signature)}. Call the jitted function "
+                                f"instead, which traces again for new shapes and dtypes")
         return self.run(split)
 
 
@@ -109,6 +114,8 @@ class JitFunction:
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         self.backend = backend
         self._cache: dict[Signature, Compiled] = {}
+        # Without static arguments, every leaf is dynamic and in call order, so a cheap key serves.
+        self._fast: dict | None = None if self.static_argnums or self.static_argnames else {}
         self._info = CacheInfo()
         functools.update_wrapper(self, fun)
 
@@ -118,10 +125,11 @@ class JitFunction:
             self._info.hits += 1
             return compiled
         if self._cache:
-            reason = explain_miss(self.__name__, split.signature, list(self._cache))
+            name = getattr(self.fun, "__name__", type(self.fun).__name__)  # a functools.partial has none
+            reason = explain_miss(name, split.signature, list(self._cache))
             self._info.miss_reasons.append(reason)
             if config.explain_cache_misses:
-                warnings.warn(reason, CacheMissWarning, stacklevel=4)
+                warnings.warn(reason, CacheMissWarning, stacklevel=3)  # at the user's call
         start = time.perf_counter()
         compiled = Compiled(trace(self.fun, split), self.fun, self.backend,
                             (self.static_argnums, self.static_argnames))
@@ -134,19 +142,37 @@ class JitFunction:
         return split_args(self.fun, args, kwargs, self.static_argnums, self.static_argnames)
 
     def __call__(self, *args, **kwargs):
-        if any(isinstance(leaf, Tracer) for leaf in tree.flatten((args, kwargs))[0]):
+        # The fast path: a call like an earlier one, keyed by what the leaves are without inspecting the signature.
+        if not kwargs and all(type(a) is np.ndarray for a in args):
+            leaves, treedef = list(args), len(args)  # flat arrays, the commonest call, need no tree walk
+        else:
+            leaves, treedef = tree.flatten((args, kwargs))
+        key = _fast_key(treedef, leaves) if self._fast is not None else None
+        compiled = self._fast.get(key) if key is not None else None
+        if compiled is not None:
+            self._info.hits += 1
+            return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
+                                        for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)])
+        if any(isinstance(leaf, Tracer) for leaf in leaves):
+            find_trace(leaves)  # an escaped tracer from a finished trace is an error, not an input
             return self.fun(*args, **kwargs)  # called inside another trace: inline into it
         split = self._split(args, kwargs)
-        return self._compiled_for(split).run(split)
+        compiled = self._compiled_for(split)
+        if key is not None:
+            self._fast[key] = compiled
+        return compiled.run(split)
 
     def lower(self, *args, **kwargs) -> Lowered:
         return Lowered(self._compiled_for(self._split(args, kwargs)))
 
     def cache_info(self) -> CacheInfo:
-        return self._info
+        """A snapshot: later calls do not change the object returned."""
+        return dataclasses.replace(self._info, miss_reasons=list(self._info.miss_reasons))
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        if self._fast is not None:
+            self._fast.clear()
         self._info = CacheInfo()
 
 
@@ -157,6 +183,20 @@ def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), b
     if fun is None:
         return lambda f: JitFunction(f, static_argnums, static_argnames, backend)
     return JitFunction(fun, static_argnums, static_argnames, backend)
+
+
+def _fast_key(treedef, leaves: list):
+    """(tree, per-leaf shape and dtype or Python type), or None when a leaf needs the full checks."""
+    kinds = []
+    for leaf in leaves:
+        t = type(leaf)
+        if t is np.ndarray:
+            kinds.append((leaf.shape, leaf.dtype))
+        elif t is float or t is int or t is bool:
+            kinds.append(t)
+        else:
+            return None
+    return treedef, tuple(kinds)
 
 
 def _describe(sig: Signature) -> str:
@@ -171,7 +211,11 @@ def explain_miss(name: str, new: Signature, old: list[Signature]) -> str:
     def changes(prev: Signature) -> list[str]:
         found = []
         if prev.in_tree != new.in_tree:
-            return [f"the argument structure changed from {prev.in_tree} to {new.in_tree}"]
+            before, after = prev.arg_trees(), new.arg_trees()
+            found = [f"argument '{k}': structure changed from {before.get(k, '(not given)')} to "
+                     f"{after.get(k, '(not given)')}" for k in list(after) + [k for k in before if k not in after]
+                     if before.get(k) != after.get(k)]
+            return found or [f"the argument structure changed from {prev.in_tree} to {new.in_tree}"]
         for i, path in enumerate(new.paths):
             (ps, pd, pw), (ns, nd, nw) = prev.leaves[i], new.leaves[i]
             what = [w for w, changed in (("shape", ps != ns), ("dtype", pd != nd), ("weak type", pw != nw)) if changed]
@@ -179,10 +223,11 @@ def explain_miss(name: str, new: Signature, old: list[Signature]) -> str:
                 found.append(f"argument {path}: {' and '.join(what)} changed from {prev.leaf_text(i)} to "
                              f"{new.leaf_text(i)}")
         prev_static, new_static = dict(prev.static), dict(new.static)
+        shown = lambda d, key: repr(d[key]) if key in d else "(not given)"
         for key in sorted(set(prev_static) | set(new_static)):
-            if prev_static.get(key, "<absent>") != new_static.get(key, "<absent>"):
-                found.append(f"static argument '{key}' changed from {prev_static.get(key, '<absent>')!r} to "
-                             f"{new_static.get(key, '<absent>')!r}")
+            if (key in prev_static) != (key in new_static) or prev_static.get(key) != new_static.get(key):
+                found.append(f"static argument '{key}' changed from {shown(prev_static, key)} to "
+                             f"{shown(new_static, key)}")
         return found
 
     closest = min((changes(s) for s in old), key=len)

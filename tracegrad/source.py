@@ -11,9 +11,13 @@ from ir.graph import SourceInfo
 _here = os.path.dirname(os.path.abspath(__file__))
 _root = os.path.dirname(_here)
 INTERNAL_DIRS = tuple(os.path.join(_root, pkg) + os.sep for pkg in ("tracegrad", "ir", "codegen"))
+# Modules of the package that are user code of tracegrad: the models of the demo and the benchmarks.
+USER_FILES = tuple(os.path.join(_here, name) for name in ("demo.py", "bench.py"))
 
 
 def _internal(filename: str) -> bool:
+    if filename in USER_FILES:
+        return False
     return filename.startswith(INTERNAL_DIRS) or filename.startswith("<frozen ")
 
 

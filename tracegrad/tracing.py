@@ -28,12 +28,18 @@ class Signature:
     leaves: tuple  # ((shape, dtype, weak), ...)
     static: tuple  # ((name, value), ...)
     paths: tuple  # readable path per leaf, for messages (not part of equality)
+    labels: tuple = ()  # the name of each dynamic argument, for messages (not part of equality)
 
     def __eq__(self, other):
         return (self.in_tree, self.leaves, self.static) == (other.in_tree, other.leaves, other.static)
 
     def __hash__(self):
         return hash((self.in_tree, self.leaves, self.static))
+
+    def arg_trees(self) -> dict[str, tree.TreeDef]:
+        """The tree of each dynamic argument, by name (positional ones first)."""
+        args_td, kwargs_td = self.in_tree.children
+        return dict(zip(self.labels, args_td.children + kwargs_td.children))
 
     def leaf_text(self, i: int) -> str:
         shape, dt, weak = self.leaves[i]
@@ -58,6 +64,13 @@ def _param_names(fun) -> list[str] | None:
         return None
 
 
+def _takes_varargs(fun) -> bool:
+    try:
+        return any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        return True
+
+
 def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), static_argnames=()) -> ArgSplit:
     fname = getattr(fun, "__name__", "function")
     try:
@@ -68,13 +81,19 @@ def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), stat
         pass  # no signature to check (a builtin); the call itself will say
     names = _param_names(fun) or []
     nargs = len(args)
+    # Argnums count the function's positional parameters (negative ones from the last), as in JAX: a static
+    # parameter passed by keyword is static by name, and one left to its default is simply not an argument.
+    npos = nargs if _takes_varargs(fun) else len(names)
+    static_argnames = tuple(static_argnames)
     static_pos = set()
     for i in static_argnums:
-        j = i + nargs if i < 0 else i
-        if not 0 <= j < nargs:
-            raise ArgumentError(f"static_argnums contains {i}, but {fname}() was called with {nargs} positional "
-                                f"arguments")
-        static_pos.add(j)
+        j = i + npos if i < 0 else i
+        if not 0 <= j < max(npos, nargs):
+            raise ArgumentError(f"static_argnums contains {i}, but {fname}() takes {npos} positional arguments")
+        if j < nargs:
+            static_pos.add(j)
+        elif j < len(names):
+            static_argnames += (names[j],)
     static_pos |= {names.index(n) for n in static_argnames if n in names and names.index(n) < nargs}
     static = []
     for i in sorted(static_pos):
@@ -91,16 +110,17 @@ def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), stat
     paths = _leaf_paths(in_tree, labels)
     types = []
     for path, leaf in zip(paths, leaves):
-        if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)) or isinstance(leaf, complex):
+        if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
             raise ArgumentError(
                 f"argument {path} of {fname}() is a {type(leaf).__name__}, not an array: pass a NumPy array or a "
                 f"Python number, or list it in static_argnums / static_argnames")
         try:
-            t, weak = type_and_weak(as_operand(leaf))
+            as_operand(leaf)  # rejects unsupported dtypes (complex too) and ints beyond int64
+            t, weak = type_and_weak(leaf)  # of the leaf itself: a Python scalar stays weak
         except DTypeError as e:
             raise DTypeError(f"argument {path} of {fname}(): {e}") from None
         types.append((t.shape, t.dtype, weak))
-    signature = Signature(in_tree, tuple(types), tuple(static), tuple(paths))
+    signature = Signature(in_tree, tuple(types), tuple(static), tuple(paths), tuple(labels))
 
     def rebuild(new_leaves: list) -> tuple[tuple, dict]:
         dyn_args, dyn_kwargs = tree.unflatten(in_tree, new_leaves)

@@ -59,9 +59,10 @@ def _flatten(tree, leaves) -> TreeDef:
 
 
 def unflatten(treedef: TreeDef, leaves) -> Any:
-    it = iter(leaves)
-    out = _unflatten(treedef, it)
-    return out
+    leaves = list(leaves)
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"tree {treedef} has {treedef.num_leaves} leaves, got {len(leaves)}")
+    return _unflatten(treedef, iter(leaves))
 
 
 def _unflatten(td: TreeDef, it):

@@ -65,11 +65,28 @@ def broadcast_to(x, shape):
     return bind1("broadcast_in_dim", x, shape=shape, broadcast_dimensions=tuple(range(lead, len(shape))))
 
 
-def elementwise(name: str, *xs, dtype=None, kinds: str = "fib", fname: str | None = None):
+def python_int_out_of_range(xs, dt: np.dtype):
+    """The first Python int among ``xs`` that the integer dtype ``dt`` cannot hold, or None."""
+    if not dtypes.is_int(dt):
+        return None
+    info = np.iinfo(dt)
+    return next((x for x in xs if isinstance(x, int) and not isinstance(x, bool) and not info.min <= x <= info.max),
+                None)
+
+
+def elementwise(name: str, *xs, dtype=None, kinds: str = "fib", fname: str | None = None, exact_ints: bool = False):
     """Promote, broadcast and bind an elementwise primitive. ``dtype`` forces the
     operand dtype (e.g. float64 for divide on integers); 0-d operands are left
-    for the primitive to broadcast."""
+    for the primitive to broadcast.
+
+    A Python int that the promoted integer dtype cannot hold is an OverflowError,
+    as in NumPy 2, rather than a silently wrapped value; with ``exact_ints``
+    (comparisons) the operation runs in int64 instead, so ``i32 < 2**40`` is exact."""
     dt, is_weak = result_type(*xs)  # before operands(): a Python scalar must still look weak
+    big = python_int_out_of_range(xs, dt)
+    if big is not None and not exact_ints:
+        raise OverflowError(f"Python integer {big} out of bounds for {dt}{at_user_line()}")
+    dt = dtypes.int64 if big is not None else dt
     xs = operands(*xs)
     if dtype is not None:
         dt = dtype(dt) if callable(dtype) else dtype

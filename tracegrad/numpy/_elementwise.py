@@ -9,8 +9,8 @@ from ir import dtypes
 from ..core import Tracer, bind1
 from ..errors import DTypeError
 from ..source import at_user_line
-from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, elementwise, operands, result_type, shape_of, \
-    to_float, weak
+from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, elementwise, operands, python_int_out_of_range, \
+    result_type, shape_of, to_float, weak
 
 
 # ------------------------------------------------------------------ arithmetic
@@ -80,8 +80,7 @@ def power(x, y):
 
 
 def square(x):
-    if dtype_of(x) == dtypes.bool_:
-        return multiply(x, x)
+    """x**2; bools give int64, as power does (NumPy gives int8, which tracegrad lacks)."""
     return power(x, 2)
 
 
@@ -123,12 +122,23 @@ def clip(a, a_min=None, a_max=None):
     if a_min is None and a_max is None:
         raise ValueError(f"One of max or min must be given{at_user_line()}")
     dt, is_weak = result_type(*[v for v in (a, a_min, a_max) if v is not None])
+    a_min, a_max = _clip_bound(a_min, dt, lower=True), _clip_bound(a_max, dt, lower=False)
     out = astype(operands(a)[0], dt)
     if a_min is not None:
         out = maximum(out, astype(operands(a_min)[0], dt))
     if a_max is not None:
         out = minimum(out, astype(operands(a_max)[0], dt))
     return weak(out, is_weak)
+
+
+def _clip_bound(bound, dt, lower: bool):
+    """A Python int bound beyond the integer dtype's range clips nothing on its own
+    side (None); beyond it on the other side it is an OverflowError, as in NumPy 2."""
+    if python_int_out_of_range([bound], dt) is None:
+        return bound
+    if (bound < 0) == lower:
+        return None
+    raise OverflowError(f"Python integer {bound} out of bounds for {dt}{at_user_line()}")
 
 
 # ------------------------------------------------------------------ float maths
@@ -174,8 +184,16 @@ _round_half_even = _rounding("round", "round")
 
 
 def round(a, decimals: int = 0):
-    """Round half to even, at ``decimals`` decimal places (NumPy's rule: scale, round, unscale)."""
-    if decimals == 0 or not dtypes.is_float(dtype_of(a)):
+    """Round half to even, at ``decimals`` decimal places (NumPy's rule: scale, round, unscale).
+    Integers stay integers: rounding to tens, hundreds... (``decimals < 0``) is done
+    in float64 and converted back, as NumPy does. Bools give float64, as the other
+    float functions do (NumPy gives float16, which tracegrad lacks)."""
+    (a,) = operands(a)
+    if dtype_of(a) == dtypes.bool_:
+        return round(astype(a, dtypes.float64), decimals)
+    if dtypes.is_int(dtype_of(a)):
+        return a if decimals >= 0 else astype(round(astype(a, dtypes.float64), decimals), dtype_of(a))
+    if decimals == 0:
         return _round_half_even(a)
     scale = np.asarray(10.0 ** abs(decimals), dtype_of(a))
     if decimals > 0:
@@ -213,7 +231,7 @@ def full_like_bool(x, value: bool):
 # ----------------------------------------------------------------- comparisons
 def _compare(prim: str, fname: str):
     def fn(x, y):
-        return elementwise(prim, x, y, fname=fname)
+        return elementwise(prim, x, y, fname=fname, exact_ints=True)
 
     fn.__name__ = fname
     return fn

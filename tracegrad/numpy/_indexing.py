@@ -50,16 +50,19 @@ def _normalize_index(idx, n: int, axis: int):
     return np.where(idx < 0, idx + n, idx)
 
 
-def _expand(key, ndim: int) -> list:
-    """The key as a list with Ellipsis expanded and bool masks turned into integer arrays."""
+def _expand(key, shape: tuple[int, ...]) -> list:
+    """The key as a list with Ellipsis expanded and bool masks turned into integer
+    arrays (after checking that each mask has the shape of the axes it indexes)."""
+    ndim = len(shape)
     key = list(key) if isinstance(key, tuple) else [key]
-    expanded = []
+    expanded, masks = [], []  # masks: (position in expanded, mask shape)
     for k in key:
         if isinstance(k, Tracer) and k.dtype == dtypes.bool_:
             raise IndexError("a traced boolean mask selects a data-dependent number of elements, which a traced "
                              "function cannot have; use tnp.where(mask, x, 0) instead" + at_user_line())
         arr = k if isinstance(k, np.ndarray) else (np.asarray(k) if isinstance(k, list) else None)
         if arr is not None and arr.dtype == np.bool_:
+            masks.append((len(expanded), arr.shape))
             expanded.extend(np.nonzero(arr))
         else:
             expanded.append(k)
@@ -71,16 +74,24 @@ def _expand(key, ndim: int) -> list:
         raise IndexError("an index can only have a single ellipsis ('...')")
     ellipsis = [i for i, k in enumerate(expanded) if k is Ellipsis]
     if ellipsis:
-        expanded[ellipsis[0]:ellipsis[0] + 1] = [slice(None)] * (ndim - consumed)
+        at, fill = ellipsis[0], ndim - consumed
+        expanded[at:at + 1] = [slice(None)] * fill
+        masks = [(p + fill - 1 if p > at else p, s) for p, s in masks]
     else:
         expanded += [slice(None)] * (ndim - consumed)
+    for p, mask_shape in masks:
+        axis = sum(1 for k in expanded[:p] if k is not None)
+        if shape[axis:axis + len(mask_shape)] != mask_shape:
+            raise IndexError(f"boolean index of shape {mask_shape} does not match the indexed array's axes "
+                             f"{tuple(range(axis, axis + len(mask_shape)))} of shape "
+                             f"{shape[axis:axis + len(mask_shape)]}{at_user_line()}")
     return expanded
 
 
 def getitem(x, key):
     (x,) = operands(x)
     shape = shape_of(x)
-    entries = _expand(key, len(shape))
+    entries = _expand(key, shape)
     advanced = any(_index_array(k) is not None for k in entries)
 
     # Pass 1: slices, ints (when nothing is advanced) and None, as one slice + rev + reshape.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir import dtypes
+
 from ..core import bind1
 from ..errors import ShapeError
 from ..source import at_user_line
-from ._base import astype, broadcast_shapes, broadcast_to, operands, result_type, shape_of
+from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, operands, result_type, shape_of
 from ._elementwise import multiply
-from ._reductions import sum as _sum
+from ._reductions import any as _any, sum as _sum
 from ._shape import ravel, reshape, transpose
 
 
@@ -108,10 +110,20 @@ def tensordot(a, b, axes=2):
     return _dot_general(a, b, (ia, ib))
 
 
+def _sum_in_own_dtype(x, axes):
+    """einsum sums in its operands' dtype, unlike np.sum: int32 stays int32, and a
+    sum of bools is their logical or."""
+    if dtype_of(x) == dtypes.bool_:
+        return _any(x, axis=axes)
+    return _sum(x, axis=axes, dtype=dtype_of(x))
+
+
 def einsum(subscripts: str, *operands_):
     """One- and two-operand einsum without ellipses or repeated indices in one
     operand: sums, transposes, inner/outer/batched products."""
     ops = operands(*operands_)
+    if len(ops) == 2:
+        ops = list(_promoted(*ops))  # NumPy promotes first, so a sum over one operand's index is in the result dtype
     spec = subscripts.replace(" ", "")
     lhs, arrow, out = spec.partition("->")
     ins = lhs.split(",")
@@ -144,7 +156,7 @@ def einsum(subscripts: str, *operands_):
     for k, (term, op) in enumerate(zip(ins, ops)):
         others = set().union(*[set(t) for j, t in enumerate(ins) if j != k])
         drop = [i for i, c in enumerate(term) if c not in out and c not in others]
-        arrays.append(_sum(op, axis=tuple(drop)) if drop else op)
+        arrays.append(_sum_in_own_dtype(op, tuple(drop)) if drop else op)
         terms.append("".join(c for i, c in enumerate(term) if i not in drop))
     if len(arrays) == 1:
         (term,), (a,) = terms, arrays

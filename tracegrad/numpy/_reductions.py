@@ -76,7 +76,8 @@ def mean(a, axis=None, dtype=None, keepdims: bool = False):
         dtype_of(a) if dtypes.is_float(dtype_of(a)) else dtypes.float64)
     shape = shape_of(a)
     total = sum(a, axis, dtype=dt, keepdims=keepdims)
-    return divide(total, np.asarray(_count(shape, normalize_axes(axis, len(shape))), dt))
+    # An integer dtype asks for an integer mean: NumPy divides and truncates it back.
+    return astype(divide(total, np.asarray(_count(shape, normalize_axes(axis, len(shape))), dt)), dt)
 
 
 def var(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
@@ -86,13 +87,17 @@ def var(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
         dtype_of(a) if dtypes.is_float(dtype_of(a)) else dtypes.float64)
     a = astype(a, dt)
     shape = shape_of(a)
-    centred = subtract(a, mean(a, axis, keepdims=True))
+    centred = subtract(a, mean(a, axis, dtype=dt, keepdims=True))
     dof = _count(shape, normalize_axes(axis, len(shape))) - ddof
-    return divide(sum(multiply(centred, centred), axis, keepdims=keepdims), np.asarray(dof if dof > 0 else 0, dt))
+    total = sum(multiply(centred, centred), axis, dtype=dt, keepdims=keepdims)
+    return astype(divide(total, np.asarray(dof if dof > 0 else 0, dt)), dt)  # truncated for an integer dtype
 
 
 def std(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
-    return sqrt(var(a, axis, dtype, ddof, keepdims))
+    """sqrt(var); an integer dtype truncates the root back to it, as NumPy does for a
+    scalar result (for an array result NumPy raises a casting error instead)."""
+    out = sqrt(var(a, axis, dtype, ddof, keepdims))
+    return astype(out, dtypes.canonicalize(dtype)) if dtype is not None else out
 
 
 def _arg(prim: str, name: str, a, axis, keepdims):

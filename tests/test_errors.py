@@ -1,0 +1,244 @@
+"""Errors users meet: each has the right type (a subclass of the built-in a
+Python user would catch) and a message that says where and what to do."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+import tracegrad.numpy as tnp
+
+f32 = np.float32
+
+
+def line_of(fn, marker: str = "# <-") -> int:
+    """The line number in this file of the line of ``fn`` marked with ``marker``."""
+    lines, start = inspect.getsourcelines(fn)
+    (offset,) = [i for i, text in enumerate(lines) if marker in text]
+    return start + offset
+
+
+def where(fn) -> str:
+    return f"{__file__}:{line_of(fn)}"
+
+
+# ---------------------------------------------------------- concretization
+def branch_on_value(x):
+    if tnp.sum(x) > 0:  # <-
+        return x
+    return -x
+
+
+def call_bool(x):
+    return x * bool(tnp.sum(x))  # <-
+
+
+def call_float(x):
+    return x * float(tnp.sum(x))  # <-
+
+
+def call_int(x):
+    return x * int(tnp.sum(x))  # <-
+
+
+def call_item(x):
+    return x * tnp.sum(x).item()  # <-
+
+
+def call_asarray(x):
+    return tnp.sum(np.asarray(x))  # <-
+
+
+def loop_on_value(x):
+    while tnp.max(x) < 100:  # <-
+        x = x * 2
+    return x
+
+
+def index_a_list(x):
+    table = [10.0, 20.0, 30.0]
+    i = tnp.argmax(x)
+    return x * table[i]  # <-
+
+
+CONCRETIZATIONS = [
+    (branch_on_value, "Python control flow"),
+    (call_bool, "bool()"),
+    (call_float, "float()"),
+    (call_int, "int()"),
+    (call_item, ".item()"),
+    (call_asarray, "np.asarray"),
+    (loop_on_value, "Python control flow"),
+    (index_a_list, "Python index"),
+]
+
+
+@pytest.mark.parametrize("fn, what", CONCRETIZATIONS, ids=[f.__name__ for f, _ in CONCRETIZATIONS])
+def test_python_needing_a_value_under_jit_raises_concretization_error_at_the_users_line(fn, what):
+    with pytest.raises(tg.ConcretizationError) as info:
+        tg.jit(fn)(np.array([1.0, 2.0, 3.0], f32))
+    msg = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert what in msg
+    assert where(fn) in msg
+    assert f"(in {fn.__name__})" in msg
+    for hint in ("lax.cond", "lax.while_loop", "static_argnums"):
+        assert hint in msg
+
+
+@pytest.mark.parametrize("fn, what", CONCRETIZATIONS, ids=[f.__name__ for f, _ in CONCRETIZATIONS])
+def test_the_same_functions_run_outside_jit_on_numpy_arrays(fn, what):
+    x = np.array([1.0, 2.0, 3.0], f32)
+    out = fn(x)
+    assert isinstance(out, (np.ndarray, np.generic))
+    assert np.all(np.isfinite(out))
+
+
+def test_the_concretization_message_quotes_the_offending_code():
+    with pytest.raises(tg.ConcretizationError, match=r"if tnp\.sum\(x\) > 0:"):
+        tg.jit(branch_on_value)(np.ones(3))
+
+
+def test_a_static_argument_makes_python_control_flow_work():
+    def f(x, flag):
+        if flag > 0:
+            return x
+        return -x
+
+    jf = tg.jit(f, static_argnums=1)
+    np.testing.assert_allclose(jf(np.ones(2), 1), 1.0)
+    np.testing.assert_allclose(jf(np.ones(2), -1), -1.0)
+
+
+# --------------------------------------------------------------- bad input
+def add_mismatched(x, y):
+    return x + y  # <-
+
+
+def test_a_broadcasting_mismatch_names_both_shapes_and_the_users_line():
+    with pytest.raises(tg.ShapeError) as info:
+        tg.jit(add_mismatched)(np.ones((2, 3)), np.ones((4,)))
+    msg = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert "(2, 3)" in msg and "(4,)" in msg
+    assert "broadcast" in msg
+    assert where(add_mismatched) in msg
+
+
+def test_a_broadcasting_mismatch_under_make_ir_is_the_same_error():
+    with pytest.raises(tg.ShapeError, match=r"\(2, 3\) \(4,\)"):
+        tg.make_ir(add_mismatched)(np.ones((2, 3)), np.ones((4,)))
+
+
+@pytest.mark.parametrize("value, dtype", [
+    (np.ones(3, np.complex64), "complex64"),
+    (np.ones(3, np.float16), "float16"),
+    (np.ones(3, np.int8), "int8"),
+    (np.ones(3, np.uint32), "uint32"),
+    (1 + 2j, "complex"),
+])
+def test_an_unsupported_dtype_argument_says_what_to_convert_to(value, dtype):
+    with pytest.raises(tg.DTypeError) as info:
+        tg.jit(lambda x: x * 2)(value)
+    msg = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert "argument 'x'" in msg
+    assert dtype in msg
+    assert "float32" in msg and "float64" in msg  # what is supported / what to convert to
+
+
+def test_an_unsupported_dtype_inside_a_pytree_names_the_leaf():
+    with pytest.raises(tg.DTypeError, match=r"argument 'p\['b'\]' .* float16.*astype\(np\.float32\)"):
+        tg.jit(lambda p: p["w"])({"w": np.ones(2), "b": np.ones(2, np.float16)})
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    ((), {}, "missing a required argument: 'x'"),
+    ((np.ones(2),), {}, "missing a required argument: 'y'"),
+    ((np.ones(2), np.ones(2), np.ones(2)), {}, "too many positional arguments"),
+    ((np.ones(2), np.ones(2)), {"z": np.ones(2)}, "unexpected keyword argument 'z'"),
+])
+def test_a_wrong_number_of_arguments_is_an_argument_error(args, kwargs, words):
+    def f(x, y):
+        return x + y
+
+    with pytest.raises(tg.ArgumentError) as info:
+        tg.jit(f)(*args, **kwargs)
+    assert isinstance(info.value, TypeError)
+    assert "f() called with the wrong arguments" in str(info.value)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("leaf, kind", [("relu", "str"), (object(), "object"), (np.ones, "function")])
+def test_a_non_array_leaf_names_its_path_in_the_pytree(leaf, kind):
+    def f(params, x):
+        return params["w"][0] @ x
+
+    with pytest.raises(tg.ArgumentError) as info:
+        tg.jit(f)({"w": [np.ones((2, 2)), leaf]}, np.ones(2))
+    msg = str(info.value)
+    assert f"argument 'params['w'][1]' of f() is a {kind}, not an array" in msg
+    assert "static_argnums" in msg
+
+
+def test_an_unhashable_static_argument_is_an_argument_error():
+    jf = tg.jit(lambda x, sizes: x * len(sizes), static_argnums=1)
+    with pytest.raises(tg.ArgumentError, match=r"static argument 'sizes' must be hashable, got a list.*tuple"):
+        jf(np.ones(2), [1, 2])
+    np.testing.assert_allclose(jf(np.ones(2), (1, 2)), 2.0)  # the advice works
+
+
+def sum_bad_axis(x):
+    return tnp.sum(x, axis=2)  # <-
+
+
+def test_an_axis_out_of_range_is_an_axis_error_naming_the_line():
+    with pytest.raises(tg.AxisError) as info:
+        tg.jit(sum_bad_axis)(np.ones((2, 3)))
+    assert isinstance(info.value, IndexError)
+    msg = str(info.value)
+    assert "axis 2 is out of bounds for array of dimension 2" in msg
+    assert where(sum_bad_axis) in msg
+
+
+def test_an_axis_error_outside_jit_is_the_same_type():
+    with pytest.raises(tg.AxisError, match="out of bounds"):
+        tnp.sum(np.ones((2, 3)), axis=-3)
+
+
+# ---------------------------------------------------------- escaped tracers
+def test_a_tracer_stored_during_a_jit_trace_cannot_be_used_afterwards():
+    leaked = []
+
+    @tg.jit
+    def f(x):
+        y = x * 2
+        leaked.append(y)
+        return y
+
+    f(np.ones(3))
+    (tracer,) = leaked
+    assert isinstance(tracer, tg.Tracer)
+    for use in (lambda: tracer + 1, lambda: tnp.exp(tracer), lambda: np.sin(tracer),
+                lambda: tg.jit(lambda x: x * 2)(tracer), lambda: tg.jit(lambda x: tracer)(np.ones(3))):
+        with pytest.raises(tg.EscapedTracerError) as info:
+            use()
+        assert isinstance(info.value, RuntimeError)
+        msg = str(info.value)
+        assert "finished trace of 'f'" in msg
+        assert "global" in msg
+
+
+def test_returning_a_value_of_an_enclosing_trace_from_an_inner_trace_is_an_error():
+    def outer(x):
+        return tg.make_ir(lambda y: x)(np.ones(2))  # the inner trace closes over the outer tracer
+
+    with pytest.raises(tg.EscapedTracerError, match=r"enclosing trace of 'outer'.*pass the outer value as an argument"):
+        tg.jit(outer)(np.ones(3))
+
+
+def test_every_error_is_a_tracegrad_error():
+    for cls in (tg.ShapeError, tg.DTypeError, tg.AxisError, tg.ConcretizationError, tg.ArgumentError,
+                tg.EscapedTracerError, tg.VerificationError):
+        assert issubclass(cls, tg.TracegradError)
