@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..errors import DTypeError
 from ..types import ShapedType
 from .core import Primitive, check_kinds, check_same_dtype, elementwise_shape, register
 
@@ -62,11 +63,26 @@ not_ = _unary("not", np.invert, "ib", "bitwise not of integers, logical not of b
 def _integer_pow_rule(x: ShapedType, *, y: int):
     check_kinds("integer_pow", x, "fi")
     if dtypes.is_int(x.dtype) and y < 0:
-        raise ValueError("integer_pow: integers to negative integer powers are not allowed")
+        raise DTypeError("integer_pow: integers to negative integer powers are not allowed")
     return [ShapedType(x.shape, x.dtype)]
 
 
-integer_pow = register(Primitive("integer_pow", _integer_pow_rule, lambda x, *, y: [np.power(x, y)], FAMILY,
+def _integer_pow_impl(x, *, y: int):
+    """Square-and-multiply, the way compiled code computes it, so that the
+    oracle and the kernels round alike (x**3 is x*x*x, not libm's pow)."""
+    result, base, n = None, x, abs(y)
+    while n:
+        if n & 1:
+            result = base if result is None else result * base
+        n >>= 1
+        if n:
+            base = base * base
+    if result is None:
+        result = np.ones_like(x)
+    return [np.divide(np.ones_like(result), result) if y < 0 else np.asarray(result)]
+
+
+integer_pow = register(Primitive("integer_pow", _integer_pow_rule, _integer_pow_impl, FAMILY,
                                  "x**y for a Python integer y fixed in the graph (x*x for y=2)"))
 
 # ------------------------------------------------------------ binary arithmetic

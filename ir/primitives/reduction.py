@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..types import ShapedType
 from .core import Primitive, check_axes, check_kinds, register
 
@@ -44,7 +44,7 @@ def _argreduce(name: str, fn, doc: str) -> Primitive:
         if x.shape[axis] == 0:
             raise ShapeError(f"{name}: attempt to get {name} of an empty axis of {x}")
         if not dtypes.is_int(index_dtype):
-            raise ShapeError(f"{name}: index_dtype must be an integer dtype, got {index_dtype}")
+            raise DTypeError(f"{name}: index_dtype must be an integer dtype, got {index_dtype}")
         return [ShapedType(_reduced_shape(x, (axis,)), index_dtype)]
 
     def impl(x, *, axis, index_dtype):
