@@ -4,12 +4,13 @@ tested against, so it checks every value it produces against the IR types."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import numpy as np
 
 from .errors import DTypeError, ShapeError, TracegradError
-from .graph import Graph, Literal
+from .graph import Graph, Literal, Var
 from .types import type_of
 
 
@@ -32,6 +33,29 @@ def check_args(graph: Graph, args: Sequence) -> list[np.ndarray]:
     return arrays
 
 
+def _release_plan(graph: Graph) -> list[list[int]]:
+    """For each equation, the Vars read for the last time there. Dropping
+    them at once keeps few large arrays alive, so NumPy reuses their memory
+    instead of faulting in fresh pages on every call."""
+    plan = _plans.get(graph)
+    if plan is None:
+        last: dict[int, int] = {}
+        for i, eqn in enumerate(graph.eqns):
+            for a in eqn.inputs:
+                if isinstance(a, Var):
+                    last[a.id] = i
+        kept = {a.id for a in graph.outputs if isinstance(a, Var)}
+        plan = [[] for _ in graph.eqns]
+        for vid, i in last.items():
+            if vid not in kept:
+                plan[i].append(vid)
+        _plans[graph] = plan
+    return plan
+
+
+_plans: "weakref.WeakKeyDictionary[Graph, list]" = weakref.WeakKeyDictionary()
+
+
 def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
     """Run ``graph`` on NumPy arrays; returns one array per graph output."""
     env: dict[int, np.ndarray] = {v.id: a for v, a in zip(graph.inputs, check_args(graph, args))}
@@ -40,7 +64,7 @@ def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
         return a.value if isinstance(a, Literal) else env[a.id]
 
     with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
-        for eqn in graph.eqns:
+        for eqn, release in zip(graph.eqns, _release_plan(graph)):
             outs = eqn.prim.impl(*[read(a) for a in eqn.inputs], **eqn.params)
             if len(outs) != len(eqn.outputs):
                 raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
@@ -51,4 +75,6 @@ def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
                         f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
                         + (f" ({eqn.source})" if eqn.source else ""))
                 env[v.id] = value
+            for vid in release:
+                del env[vid]
     return [read(a) for a in graph.outputs]
