@@ -49,6 +49,30 @@ class Builder:
     def constant(self, array) -> object:
         raise NotImplementedError
 
+    def from_literal(self, lit: Literal):
+        """A graph's Literal in this builder's currency."""
+        return lit
+
+    def at(self, source: SourceInfo | None):
+        """Context in which new equations carry ``source``: a derivative rule's
+        equations cite the user's line of the equation they differentiate."""
+        return _SourceScope(self, source)
+
+    def inline(self, graph: Graph, inputs, known: dict | None = None) -> tuple[list, dict]:
+        """Bind every equation of ``graph`` on ``inputs``; returns the outputs and
+        the environment (graph var id -> value in this builder's currency).
+        ``known`` values (by var id) are used instead of binding again."""
+        env = dict(known or {})
+        env.update({v.id: x for v, x in zip(graph.inputs, inputs)})
+        read = lambda a: self.from_literal(a) if isinstance(a, Literal) else env[a.id]
+        for eqn in graph.eqns:
+            if all(v.id in env for v in eqn.outputs):
+                continue
+            with self.at(eqn.source):
+                outs = self.bind(eqn.prim, *[read(a) for a in eqn.inputs], **eqn.params)
+            env.update({v.id: o for v, o in zip(eqn.outputs, outs)})
+        return [read(a) for a in graph.outputs], env
+
     def bind1(self, name: str, *inputs, **params):
         (out,) = self.bind(REGISTRY[name], *inputs, **params)
         return out
@@ -95,6 +119,22 @@ class Builder:
         return self.reshape(summed, new_sizes=shape) if self.type_of(summed).shape != shape else summed
 
 
+class _SourceScope:
+    def __init__(self, builder: Builder, source):
+        self.builder, self.source = builder, source
+
+    def __enter__(self):
+        self.saved = self.builder.source_override
+        if self.source is not None:
+            self.builder.source_override = self.source
+
+    def __exit__(self, *exc):
+        self.builder.source_override = self.saved
+
+
+Builder.source_override = None
+
+
 class GraphBuilder(Builder):
     """Records equations into a graph under construction.
 
@@ -137,7 +177,7 @@ class GraphBuilder(Builder):
                 return hit[1]
         out_types = prim.shape_rule(*[a.type for a in inputs], **params)
         outs = [Var(t) for t in out_types]
-        source = self.source_fn() if self.source_fn else None
+        source = self.source_override or (self.source_fn() if self.source_fn else None)
         self.eqns.append(Eqn(prim, list(inputs), dict(params), outs, source))
         if key is not None:
             self._memo[key] = (inputs, outs)  # keep inputs alive so their ids stay unique
@@ -158,6 +198,9 @@ class NumpyBuilder(Builder):
 
     def constant(self, array) -> np.ndarray:
         return np.asarray(array)
+
+    def from_literal(self, lit: Literal) -> np.ndarray:
+        return lit.value
 
     def bind(self, prim: Primitive, *inputs, **params) -> list:
         arrays = [np.asarray(x) for x in inputs]

@@ -230,12 +230,17 @@ def test_a_tracer_stored_during_a_jit_trace_cannot_be_used_afterwards():
         assert "global" in msg
 
 
-def test_returning_a_value_of_an_enclosing_trace_from_an_inner_trace_is_an_error():
-    def outer(x):
-        return tg.make_ir(lambda y: x)(np.ones(2))  # the inner trace closes over the outer tracer
+def test_an_inner_trace_captures_an_enclosing_value_as_an_extra_input():
+    graphs = []
 
-    with pytest.raises(tg.EscapedTracerError, match=r"enclosing trace of 'outer'.*pass the outer value as an argument"):
-        tg.jit(outer)(np.ones(3))
+    def outer(x):
+        graphs.append(tg.make_ir(lambda y: x * tnp.sum(y))(np.ones(2)))  # the inner trace closes over x
+        return x
+
+    tg.jit(outer)(np.ones(3))
+    (inner,) = graphs
+    assert [str(v.type) for v in inner.inputs] == ["f64[2]", "f64[3]"]
+    assert str(inner).splitlines()[2] == "    d: f64[3] = mul b c"
 
 
 def test_every_error_is_a_tracegrad_error():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Graph, GraphBuilder, NumpyBuilder, ShapedType, dtypes
+from ir import Graph, GraphBuilder, Literal, NumpyBuilder, ShapedType, dtypes
 from ir.primitives import REGISTRY
 
 from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
@@ -21,36 +21,89 @@ _numpy_builder = NumpyBuilder()
 
 
 class Trace:
-    """One tracing of one function: a GraphBuilder plus the Tracers it made."""
+    """One tracing of one function: a GraphBuilder plus the Tracers it made.
 
-    def __init__(self, name: str = "f"):
+    Traces nest (a transformation traces its function inside an enclosing
+    trace); ``level`` orders them, and an operation on tracers of several live
+    traces is recorded in the innermost, which captures the outer values as
+    extra inputs. A *concrete* trace also computes every value as it records
+    it, so Python control flow on values works, as in define-by-run."""
+
+    _levels = 0
+
+    def __init__(self, name: str = "f", concrete: bool = False):
         self.builder = GraphBuilder(source_fn=user_source)
         self.name = name
         self.alive = True
+        self.concrete = concrete
         self.inputs: list = []
+        self.values: dict[int, np.ndarray] = {}
+        self.captured: list[tuple[Tracer, object]] = []  # (outer tracer, input var)
+        self._capture_of: dict[int, Tracer] = {}
+        Trace._levels += 1
+        self.level = Trace._levels
 
-    def new_input(self, type: ShapedType, weak: bool = False) -> "Tracer":
+    def new_input(self, type: ShapedType, weak: bool = False, value=None) -> "Tracer":
         var = self.builder.new_input(type)
         self.inputs.append(var)
+        if self.concrete:
+            self.values[var.id] = np.asarray(value, dtype=type.dtype)
         return Tracer(self, var, weak)
+
+    def capture(self, outer: "Tracer") -> "Tracer":
+        """An enclosing trace's value used here: an extra input, mapped back on inlining."""
+        hit = self._capture_of.get(id(outer.atom))
+        if hit is None:
+            var = self.builder.new_input(outer.type)
+            self.captured.append((outer, var))
+            if self.concrete:
+                self.values[var.id] = outer.value
+            hit = self._capture_of[id(outer.atom)] = Tracer(self, var, outer.weak)
+        return hit
 
     def atom(self, x):
         """The IR atom for an operand: a Tracer's var, or a constant."""
         if isinstance(x, Tracer):
-            return x.atom
+            return x.atom if x.trace is self else self.capture(x).atom
         return self.builder.constant(x)
 
+    def value_of(self, atom):
+        return atom.value if isinstance(atom, Literal) else self.values[atom.id]
+
+    def bind(self, prim, args, params) -> list:
+        atoms = [self.atom(a) for a in args]
+        n = len(self.builder.eqns)
+        outs = self.builder.bind(prim, *atoms, **params)
+        if self.concrete:
+            # The eqns appended by this bind (none on a hash-cons hit; a constant may add one).
+            for eqn in self.builder.eqns[n:]:
+                if eqn.outputs[0].id not in self.values:
+                    with np.errstate(all="ignore"):
+                        vals = eqn.prim.impl(*[self.value_of(a) for a in eqn.inputs], **eqn.params)
+                    for v, val in zip(eqn.outputs, vals):
+                        self.values[v.id] = np.asarray(val)
+                    check_nans(eqn, self.values, self)
+        return outs
+
     def finish(self, outputs: list) -> Graph:
-        """Close the trace; outputs may be Tracers or constants."""
+        """Close the trace; outputs may be Tracers or constants. Captured outer
+        values become the graph's last inputs (see ``captured``)."""
         for o in outputs:
-            if isinstance(o, Tracer) and o.trace is not self:
+            if isinstance(o, Tracer) and o.trace is not self and not o.trace.alive:
                 find_trace([o])  # from a finished trace: EscapedTracerError
-                raise EscapedTracerError(
-                    f"{self.name!r} returned a traced value ({o.type}) of the enclosing trace of {o.trace.name!r}; "
-                    f"pass the outer value as an argument instead of closing over it")
         atoms = [self.atom(o) for o in outputs]
         self.alive = False
-        return self.builder.build(self.inputs, atoms, self.name)
+        return self.builder.build(self.inputs + [v for _, v in self.captured], atoms, self.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.alive = False
+
+
+def check_nans(eqn, values, trace) -> None:
+    """Hook for debug_nans (replaced by tracegrad.debug when it is imported)."""
 
 
 class Tracer:
@@ -60,6 +113,13 @@ class Tracer:
     scalar (NumPy 2): a float32 array times a weak float stays float32."""
 
     __slots__ = ("trace", "atom", "weak")
+
+    @property
+    def value(self) -> np.ndarray | None:
+        """The concrete value, in a concrete trace; None under jit."""
+        if isinstance(self.atom, Literal):
+            return self.atom.value
+        return self.trace.values.get(self.atom.id) if self.trace.concrete else None
     __array_priority__ = 1000
 
     def __init__(self, trace: Trace, atom, weak: bool = False):
@@ -111,35 +171,45 @@ class Tracer:
             f"Branch on values with lax.cond or loop with lax.while_loop / lax.fori_loop, use tnp.where for "
             f"elementwise choices, or mark the argument static with static_argnums / static_argnames.")
 
+    def _concrete(self, what: str) -> np.ndarray:
+        """The value, where one is known (outside jit); otherwise the error that explains why not.
+        A value taken out of a trace is a constant: no derivative flows through it."""
+        value = self.value
+        if value is None:
+            self._concretization_error(what)
+        return value
+
     def __bool__(self):
-        self._concretization_error("Python control flow (`if`, `while`, `and`, `or`, `not` or bool())")
+        return bool(self._concrete("Python control flow (`if`, `while`, `and`, `or`, `not` or bool())"))
 
     def __float__(self):
-        self._concretization_error("float()")
+        return float(self._concrete("float()"))
 
     def __int__(self):
-        self._concretization_error("int()")
+        return int(self._concrete("int()"))
 
     def __complex__(self):
-        self._concretization_error("complex()")
+        return complex(self._concrete("complex()"))
 
     def __index__(self):
-        self._concretization_error("using an array as a Python index (__index__)")
+        return self._concrete("using an array as a Python index (__index__)").__index__()
 
     def item(self):
-        self._concretization_error(".item()")
+        return self._concrete(".item()").item()
 
     def tolist(self):
-        self._concretization_error(".tolist()")
+        return self._concrete(".tolist()").tolist()
 
     def __array__(self, dtype=None, copy=None):
-        self._concretization_error("converting to a NumPy array (np.asarray / np.array)")
+        value = self._concrete("converting to a NumPy array (np.asarray / np.array)")
+        return value if dtype is None else value.astype(dtype)
 
     __hash__ = None  # == is elementwise, so tracers cannot be dict keys (as NumPy arrays)
 
 
 def find_trace(args) -> Trace | None:
-    """The trace of the Tracers among ``args``; a finished trace is an error."""
+    """The innermost live trace among the Tracers in ``args``; a tracer of a
+    finished trace is an error."""
     found = None
     for a in args:
         if isinstance(a, Tracer):
@@ -148,11 +218,8 @@ def find_trace(args) -> Trace | None:
                     f"a traced value ({a.type}) from a finished trace of {a.trace.name!r} was used again. "
                     f"Tracers exist only while their function is traced: return the value instead of storing "
                     f"it in a global or an attribute.")
-            if found is not None and a.trace is not found:
-                raise EscapedTracerError(
-                    f"values from two different traces ({found.name!r} and {a.trace.name!r}) were combined; "
-                    f"pass the outer value as an argument instead of closing over it")
-            found = a.trace
+            if found is None or a.trace.level > found.level:
+                found = a.trace
     return found
 
 
@@ -163,7 +230,7 @@ def bind(name: str, *args, **params) -> list:
     try:
         if trace is None:
             return _numpy_builder.bind(prim, *args, **params)
-        outs = trace.builder.bind(prim, *[trace.atom(a) for a in args], **params)
+        outs = trace.bind(prim, args, params)
     except (ShapeError, DTypeError, ValueError) as e:
         if not isinstance(e, TracegradError) and type(e) is not ValueError:
             raise  # someone else's exception type, whose constructor we do not know

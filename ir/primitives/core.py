@@ -8,7 +8,7 @@ families of primitives live in the sibling modules, one file per family.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,7 +27,17 @@ class Primitive:
     ``shape_rule(*in_types, **params)`` returns the output types (a list) and
     raises ShapeError / DTypeError for operands the primitive does not accept;
     ``impl(*arrays, **params)`` computes the outputs with NumPy (a list).
-    ``family`` groups primitives in docs; ``doc`` states the semantics."""
+    ``family`` groups primitives in docs; ``doc`` states the semantics.
+
+    Derivative rules are written against a builder ``b`` (ir.builder), so the
+    graph autodiff pass and the eager tape share them; ``None`` stands for a
+    zero tangent or cotangent:
+
+    ``jvp(b, primals, tangents, outs, **params) -> tangents of outs``
+    ``vjp(b, cotangents, primals, outs, **params) -> cotangents of primals``
+
+    A primitive with ``differentiable=False`` has a zero derivative (as JAX's
+    comparisons, floor or argmax) and no rules."""
 
     name: str
     shape_rule: Callable
@@ -36,8 +46,7 @@ class Primitive:
     doc: str
     differentiable: bool = True
     jvp: Callable | None = None
-    transpose: Callable | None = None
-    extra: dict = field(default_factory=dict)
+    vjp: Callable | None = None
 
     def __repr__(self) -> str:
         return self.name
@@ -88,3 +97,49 @@ def check_axes(prim: str, axes, ndim: int, what: str = "axes") -> None:
 
 def as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ------------------------------------------------------ shared derivative rules
+def add_tangents(b, xs):
+    """The sum of the non-zero terms, or None when every term is zero."""
+    xs = [x for x in xs if x is not None]
+    total = xs[0] if xs else None
+    for x in xs[1:]:
+        total = b.add(total, x)
+    return total
+
+
+def elementwise_rules(*lins):
+    """JVP and VJP of an elementwise primitive from one linear map per operand.
+
+    ``lin(b, t, *primals, out)`` is the operand's partial derivative applied to
+    t. An elementwise Jacobian is diagonal, hence self-adjoint, so the same map
+    serves forward (applied to a tangent, then summed over operands) and
+    reverse (applied to the cotangent, then summed down to a 0-d operand's
+    shape). ``None`` marks an operand with no derivative."""
+
+    def jvp(b, primals, tangents, outs, **params):
+        out = outs[0]
+        total = add_tangents(b, [lin(b, t, *primals, out, **params) for lin, t in zip(lins, tangents)
+                                 if lin is not None and t is not None])
+        return [None if total is None else b.broadcast_to(total, b.type_of(out).shape)]
+
+    def vjp(b, cts, primals, outs, **params):
+        g = cts[0]
+        return [None if lin is None else b.sum_to_shape(lin(b, g, *primals, outs[0], **params), b.type_of(x).shape)
+                for lin, x in zip(lins, primals)]
+
+    return dict(jvp=jvp, vjp=vjp)
+
+
+def linear_rules(apply, transpose):
+    """Rules of a primitive linear in its single operand: ``apply(b, t, x, **params)``
+    is the primitive itself on a tangent, ``transpose(b, g, x, **params)`` its adjoint."""
+
+    def jvp(b, primals, tangents, outs, **params):
+        return [None if tangents[0] is None else apply(b, tangents[0], primals[0], **params)]
+
+    def vjp(b, cts, primals, outs, **params):
+        return [transpose(b, cts[0], primals[0], **params)]
+
+    return dict(jvp=jvp, vjp=vjp)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..types import ShapedType
-from .core import Primitive, check_axes, check_kinds, check_same_dtype, register
+from .core import Primitive, add_tangents, check_axes, check_kinds, check_same_dtype, register
 
 
 def _free(ndim: int, *used) -> list[int]:
@@ -46,8 +46,51 @@ def _dot_general_impl(lhs, rhs, *, dimension_numbers):
     return [np.matmul(a, b).reshape(out_shape)]
 
 
+def _ranges_like(*groups) -> list[list[int]]:
+    """Consecutive index ranges as long as each group: ([a, b], [c]) -> [[0, 1], [2]]."""
+    out, start = [], 0
+    for g in groups:
+        out.append(list(range(start, start + len(g))))
+        start += len(g)
+    return out
+
+
+def _transpose_lhs(b, g, lhs, rhs, dimension_numbers, swap_ans: bool = False):
+    """The cotangent of lhs: contract g with rhs over rhs's free (and batch)
+    dimensions, then order the axes as lhs has them."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    l_kept = _free(b.type_of(lhs).ndim, lc, lb)
+    r_kept = _free(b.type_of(rhs).ndim, rc, rb)
+    if swap_ans:
+        ans_batch, ans_r, _ = _ranges_like(lb, r_kept, l_kept)
+    else:
+        ans_batch, _, ans_r = _ranges_like(lb, l_kept, r_kept)
+    dims = ((tuple(ans_r), tuple(r_kept)), (tuple(ans_batch), tuple(rb)))
+    lc_in_rc_order = [lc[i] for i in np.argsort(rc)]
+    out_axes = np.argsort(list(lb) + l_kept + lc_in_rc_order)
+    product = b.dot_general(g, rhs, dimension_numbers=dims)
+    perm = tuple(int(a) for a in out_axes)
+    return product if perm == tuple(range(len(perm))) else b.transpose(product, permutation=perm)
+
+
+def _dot_general_jvp(b, primals, tangents, outs, *, dimension_numbers):
+    (lhs, rhs), (tl, tr) = primals, tangents
+    terms = [None if tl is None else b.dot_general(tl, rhs, dimension_numbers=dimension_numbers),
+             None if tr is None else b.dot_general(lhs, tr, dimension_numbers=dimension_numbers)]
+    return [add_tangents(b, terms)]
+
+
+def _dot_general_vjp(b, cts, primals, outs, *, dimension_numbers):
+    (lhs, rhs), g = primals, cts[0]
+    (lc, rc), (lb, rb) = dimension_numbers
+    swapped = ((rc, lc), (rb, lb))
+    return [_transpose_lhs(b, g, lhs, rhs, dimension_numbers),
+            _transpose_lhs(b, g, rhs, lhs, swapped, swap_ans=True)]
+
+
 dot_general = register(Primitive(
     "dot_general", _dot_general_rule, _dot_general_impl, "linalg",
     "sum over paired contracting dimensions, elementwise over paired batch dimensions; "
     "output axes are batch, then lhs free, then rhs free; "
-    "dimension_numbers = ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch))"))
+    "dimension_numbers = ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch))",
+    jvp=_dot_general_jvp, vjp=_dot_general_vjp))

@@ -11,7 +11,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..types import ShapedType
-from .core import Primitive, check_axes, check_kinds, register
+from .core import Primitive, check_axes, check_kinds, linear_rules, register
 
 FAMILY = "reduction"
 
@@ -20,7 +20,7 @@ def _reduced_shape(x: ShapedType, axes) -> tuple[int, ...]:
     return tuple(d for i, d in enumerate(x.shape) if i not in axes)
 
 
-def _reduce(name: str, fn, kinds: str, doc: str, needs_identity: bool = False) -> Primitive:
+def _reduce(name: str, fn, kinds: str, doc: str, needs_identity: bool = False, **rules) -> Primitive:
     def shape_rule(x: ShapedType, *, axes: tuple[int, ...]):
         check_kinds(name, x, kinds)
         check_axes(name, axes, x.ndim)
@@ -28,13 +28,76 @@ def _reduce(name: str, fn, kinds: str, doc: str, needs_identity: bool = False) -
             raise ShapeError(f"{name}: cannot reduce a size-0 axis of {x}: the operation has no identity")
         return [ShapedType(_reduced_shape(x, axes), x.dtype)]
 
-    return register(Primitive(name, shape_rule, lambda x, *, axes: [np.asarray(fn(x, axes))], FAMILY, doc))
+    return register(Primitive(name, shape_rule, lambda x, *, axes: [np.asarray(fn(x, axes))], FAMILY, doc, **rules))
 
 
-reduce_sum = _reduce("reduce_sum", lambda x, axes: np.sum(x, axis=axes, dtype=x.dtype), "fi", "sum over `axes` (0 for an empty axis)")
-reduce_prod = _reduce("reduce_prod", lambda x, axes: np.prod(x, axis=axes, dtype=x.dtype), "fi", "product over `axes` (1 for an empty axis)")
-reduce_max = _reduce("reduce_max", lambda x, axes: np.max(x, axis=axes), "fib", "maximum over `axes`; nan if any is nan", needs_identity=True)
-reduce_min = _reduce("reduce_min", lambda x, axes: np.min(x, axis=axes), "fib", "minimum over `axes`; nan if any is nan", needs_identity=True)
+def _expand(b, y, x, axes):
+    """y, reduced over ``axes`` of x, broadcast back to x's shape."""
+    t = b.type_of(x)
+    return b.broadcast_in_dim(y, shape=t.shape, broadcast_dimensions=tuple(i for i in range(t.ndim) if i not in axes))
+
+
+def _location_rules():
+    """max/min: the derivative flows to the positions that attain the extremum,
+    shared equally between ties (as JAX)."""
+    def weights(b, x, out, axes):
+        t = b.type_of(x)
+        mask = b.convert_element_type(b.eq(x, _expand(b, out, x, axes)), dtype=t.dtype)
+        return mask, b.reduce_sum(mask, axes=axes)
+
+    def jvp(b, primals, tangents, outs, *, axes):
+        (x,), (t,), (out,) = primals, tangents, outs
+        if t is None:
+            return [None]
+        mask, count = weights(b, x, out, axes)
+        return [b.div(b.reduce_sum(b.mul(t, mask), axes=axes), count)]
+
+    def vjp(b, cts, primals, outs, *, axes):
+        (x,), (g,), (out,) = primals, cts, outs
+        mask, count = weights(b, x, out, axes)
+        return [b.mul(_expand(b, b.div(g, count), x, axes), mask)]
+
+    return dict(jvp=jvp, vjp=vjp)
+
+
+def _prod_partials(b, x, axes):
+    """d prod / d x_i, the product of the other elements, exact with zeros:
+    without zeros prod/x_i; with one zero, the product of the non-zeros at the
+    zero and 0 elsewhere; with more zeros, 0."""
+    t = b.type_of(x)
+    is_zero = b.eq(x, b.literal(0, t.dtype))
+    ones, zeros = b.full(t.shape, 1, t.dtype), b.full(t.shape, 0, t.dtype)
+    nonzero_x = b.select(is_zero, ones, x)
+    prod_nonzero = _expand(b, b.reduce_prod(nonzero_x, axes=axes), x, axes)
+    zero_count = _expand(b, b.reduce_sum(b.convert_element_type(is_zero, dtype=t.dtype), axes=axes), x, axes)
+    one_zero = b.select(is_zero, prod_nonzero, zeros)
+    some_zeros = b.select(b.eq(zero_count, b.literal(1, t.dtype)), one_zero, zeros)
+    return b.select(b.eq(zero_count, b.literal(0, t.dtype)), b.div(prod_nonzero, nonzero_x), some_zeros)
+
+
+def _prod_jvp(b, primals, tangents, outs, *, axes):
+    (x,), (t,) = primals, tangents
+    return [None if t is None else b.reduce_sum(b.mul(t, _prod_partials(b, x, axes)), axes=axes)]
+
+
+def _prod_vjp(b, cts, primals, outs, *, axes):
+    (x,), (g,) = primals, cts
+    return [b.mul(_expand(b, g, x, axes), _prod_partials(b, x, axes))]
+
+
+reduce_sum = _reduce(
+    "reduce_sum", lambda x, axes: np.sum(x, axis=axes, dtype=x.dtype), "fi", "sum over `axes` (0 for an empty axis)",
+    **linear_rules(lambda b, t, x, *, axes: b.reduce_sum(t, axes=axes),
+                   lambda b, g, x, *, axes: _expand(b, g, x, axes)))
+reduce_prod = _reduce(
+    "reduce_prod", lambda x, axes: np.prod(x, axis=axes, dtype=x.dtype), "fi",
+    "product over `axes` (1 for an empty axis)", jvp=_prod_jvp, vjp=_prod_vjp)
+reduce_max = _reduce(
+    "reduce_max", lambda x, axes: np.max(x, axis=axes), "fib",
+    "maximum over `axes`; nan if any is nan; ties share the derivative", needs_identity=True, **_location_rules())
+reduce_min = _reduce(
+    "reduce_min", lambda x, axes: np.min(x, axis=axes), "fib",
+    "minimum over `axes`; nan if any is nan; ties share the derivative", needs_identity=True, **_location_rules())
 
 
 def _argreduce(name: str, fn, doc: str) -> Primitive:
