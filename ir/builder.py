@@ -16,6 +16,7 @@ import numpy as np
 
 from . import dtypes
 from .graph import Atom, Constant, Eqn, Graph, Literal, SourceInfo, Var
+from .interpreter import check_finite, describe_eqn, run_eqn
 from .primitives import REGISTRY, Primitive
 from .types import ShapedType, type_of
 
@@ -53,10 +54,10 @@ class Builder:
         """A graph's Literal in this builder's currency."""
         return lit
 
-    def at(self, source: SourceInfo | None):
+    def at(self, source: SourceInfo | None, of: Eqn | None = None):
         """Context in which new equations carry ``source``: a derivative rule's
-        equations cite the user's line of the equation they differentiate."""
-        return _SourceScope(self, source)
+        equations cite the user's line of the equation ``of`` they differentiate."""
+        return _SourceScope(self, source, of)
 
     def inline(self, graph: Graph, inputs, known: dict | None = None) -> tuple[list, dict]:
         """Bind every equation of ``graph`` on ``inputs``; returns the outputs and
@@ -120,19 +121,21 @@ class Builder:
 
 
 class _SourceScope:
-    def __init__(self, builder: Builder, source):
-        self.builder, self.source = builder, source
+    def __init__(self, builder: Builder, source, of):
+        self.builder, self.source, self.of = builder, source, of
 
     def __enter__(self):
-        self.saved = self.builder.source_override
+        self.saved = self.builder.source_override, self.builder.deriving
         if self.source is not None:
             self.builder.source_override = self.source
+        self.builder.deriving = self.of
 
     def __exit__(self, *exc):
-        self.builder.source_override = self.saved
+        self.builder.source_override, self.builder.deriving = self.saved
 
 
 Builder.source_override = None
+Builder.deriving = None  # the equation whose derivative is being emitted, for debug_nans
 
 
 class GraphBuilder(Builder):
@@ -206,4 +209,42 @@ class NumpyBuilder(Builder):
         arrays = [np.asarray(x) for x in inputs]
         prim.shape_rule(*[type_of(a) for a in arrays], **params)  # the same checks as when tracing
         with np.errstate(all="ignore"):
-            return [np.asarray(v) for v in prim.impl(*arrays, **params)]
+            outs = [np.asarray(v) for v in prim.impl(*arrays, **params)]
+        check_finite(prim.name, outs, self._describe, derivative=self.deriving is not None)
+        return outs
+
+    def _describe(self) -> str:
+        if self.deriving is None:
+            return f"at {self.source_override.describe()}" if self.source_override else ""
+        return "in the derivative of " + describe_eqn(self.deriving, None)
+
+
+class EvaluatingGraphBuilder(GraphBuilder):
+    """Records equations like a GraphBuilder and computes each one's value at
+    once with the reference implementations: what concrete tracing (outside
+    jit) runs on, so a traced program's values are known as it is built."""
+
+    def __init__(self, source_fn=None, hash_cons: bool = True):
+        super().__init__(source_fn, hash_cons)
+        self.values: dict[int, np.ndarray] = {}
+
+    def value_of(self, atom) -> np.ndarray:
+        return atom.value if isinstance(atom, Literal) else self.values[atom.id]
+
+    def bind(self, prim: Primitive, *inputs, **params) -> list:
+        n = len(self.eqns)
+        outs = super().bind(prim, *inputs, **params)
+        for eqn in self.eqns[n:]:  # none on a hash-cons hit
+            for v, value in zip(eqn.outputs, run_eqn(eqn, [self.value_of(a) for a in eqn.inputs],
+                                                     lambda: Graph(list(self._inputs_seen()), self.eqns, []))):
+                self.values[v.id] = value
+        return outs
+
+    def _inputs_seen(self):
+        defined = {v.id for e in self.eqns for v in e.outputs}
+        seen = []
+        for e in self.eqns:
+            for a in e.inputs:
+                if isinstance(a, Var) and a.id not in defined and all(a is not s for s in seen):
+                    seen.append(a)
+        return seen

@@ -1,21 +1,83 @@
 """The reference interpreter: runs a graph with each primitive's NumPy
 implementation. It is the oracle every pass and every compiled kernel is
-tested against, so it checks every value it produces against the IR types."""
+tested against, so it checks every value it produces against the IR types.
+
+It also hosts the finite-value check behind ``tracegrad.debug_nans``: when
+``FINITE_CHECK.enabled`` is set, the first NaN or Inf an equation produces
+raises FloatingPointError naming the primitive, the IR variable and the
+user's source line."""
 
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import DTypeError, ShapeError, TracegradError
-from .graph import Graph, Literal, Var
+from .graph import Eqn, Graph, Literal, Var
 from .types import type_of
 
 
 class InterpreterError(TracegradError, RuntimeError):
     """A primitive's implementation disagreed with its shape rule (a tracegrad bug)."""
+
+
+class _FiniteCheck:
+    enabled: bool = False
+
+
+FINITE_CHECK = _FiniteCheck()
+
+WHERE_HINT = (
+    "A NaN in a derivative often comes from a value that tnp.where discarded: its derivative is still computed, "
+    "and zero times an infinite derivative is NaN (as in `where(x > 0, sqrt(x), 0)` at x <= 0). Guard the input "
+    "as well, so the discarded branch stays finite: `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`.")
+
+
+def _bad(values) -> str | None:
+    for value in values:
+        if value.dtype.kind == "f" and value.size and not np.isfinite(value).all():
+            return "nan" if np.isnan(value).any() else "inf"
+    return None
+
+
+def check_finite(prim_name: str, outputs, describe: Callable[[], str], derivative: bool = False) -> None:
+    """Raise FloatingPointError if any output holds NaN or Inf (when enabled)."""
+    if not FINITE_CHECK.enabled:
+        return
+    kind = _bad(outputs)
+    if kind is not None:
+        message = f"debug_nans: {prim_name!r} produced {kind} {describe()}"
+        raise FloatingPointError(message + ("\n" + WHERE_HINT if derivative or kind == "nan" else ""))
+
+
+def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:
+    """``in d: f32[3] (equation `d: f32[3] = sqrt c`), at file.py:12: y = tnp.sqrt(x)``."""
+    from .printer import Namer, _equation, format_graph
+
+    names = Namer()
+    if graph is not None:
+        format_graph(graph, names=names)
+    text = f"in {names(eqn.outputs[0])}: {eqn.outputs[0].type} (equation `{_equation(eqn, names, False)}`)"
+    return text + (f", at {eqn.source.describe()}" if eqn.source else "")
+
+
+def run_eqn(eqn: Eqn, inputs: list, graph_fn: Callable[[], Graph | None] = lambda: None) -> list[np.ndarray]:
+    """One equation on NumPy values, checked against its output types."""
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
+        outs = eqn.prim.impl(*inputs, **eqn.params)
+    if len(outs) != len(eqn.outputs):
+        raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
+    values = []
+    for v, value in zip(eqn.outputs, outs):
+        value = np.asarray(value)
+        if value.shape != v.type.shape or value.dtype != v.type.dtype:
+            raise InterpreterError(f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
+                                   + (f" ({eqn.source})" if eqn.source else ""))
+        values.append(value)
+    check_finite(eqn.prim.name, values, lambda: describe_eqn(eqn, graph_fn()))
+    return values
 
 
 def check_args(graph: Graph, args: Sequence) -> list[np.ndarray]:
@@ -63,18 +125,9 @@ def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
     def read(a):
         return a.value if isinstance(a, Literal) else env[a.id]
 
-    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
-        for eqn, release in zip(graph.eqns, _release_plan(graph)):
-            outs = eqn.prim.impl(*[read(a) for a in eqn.inputs], **eqn.params)
-            if len(outs) != len(eqn.outputs):
-                raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
-            for v, value in zip(eqn.outputs, outs):
-                value = np.asarray(value)
-                if value.shape != v.type.shape or value.dtype != v.type.dtype:
-                    raise InterpreterError(
-                        f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
-                        + (f" ({eqn.source})" if eqn.source else ""))
-                env[v.id] = value
-            for vid in release:
-                del env[vid]
+    for eqn, release in zip(graph.eqns, _release_plan(graph)):
+        for v, value in zip(eqn.outputs, run_eqn(eqn, [read(a) for a in eqn.inputs], lambda: graph)):
+            env[v.id] = value
+        for vid in release:
+            del env[vid]
     return [read(a) for a in graph.outputs]

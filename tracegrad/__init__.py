@@ -23,13 +23,14 @@ from .errors import (ArgumentError, AxisError, ConcretizationError, DTypeError, 
 from .jit import CacheInfo, CacheMissWarning, JitFunction, Lowered, jit
 from .numpy._methods import install as _install_array_methods
 from .tracing import make_ir
+from .transforms import grad, hessian, jacfwd, jacrev, jvp, stop_gradient, value_and_grad, vjp
 
 _install_array_methods(Tracer)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "jit", "make_ir", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
+    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
     "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
     "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir import Graph, GraphBuilder, Literal, NumpyBuilder, ShapedType, dtypes
+from ir.builder import EvaluatingGraphBuilder
 from ir.primitives import REGISTRY
 
 from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
@@ -30,14 +31,14 @@ class Trace:
     it, so Python control flow on values works, as in define-by-run."""
 
     _levels = 0
+    active: list["Trace"] = []  # the traces whose functions are running, innermost last
 
     def __init__(self, name: str = "f", concrete: bool = False):
-        self.builder = GraphBuilder(source_fn=user_source)
+        self.builder = (EvaluatingGraphBuilder if concrete else GraphBuilder)(source_fn=user_source)
         self.name = name
         self.alive = True
         self.concrete = concrete
         self.inputs: list = []
-        self.values: dict[int, np.ndarray] = {}
         self.captured: list[tuple[Tracer, object]] = []  # (outer tracer, input var)
         self._capture_of: dict[int, Tracer] = {}
         Trace._levels += 1
@@ -47,7 +48,7 @@ class Trace:
         var = self.builder.new_input(type)
         self.inputs.append(var)
         if self.concrete:
-            self.values[var.id] = np.asarray(value, dtype=type.dtype)
+            self.builder.values[var.id] = np.asarray(value, dtype=type.dtype)
         return Tracer(self, var, weak)
 
     def capture(self, outer: "Tracer") -> "Tracer":
@@ -57,7 +58,7 @@ class Trace:
             var = self.builder.new_input(outer.type)
             self.captured.append((outer, var))
             if self.concrete:
-                self.values[var.id] = outer.value
+                self.builder.values[var.id] = outer.value
             hit = self._capture_of[id(outer.atom)] = Tracer(self, var, outer.weak)
         return hit
 
@@ -67,23 +68,8 @@ class Trace:
             return x.atom if x.trace is self else self.capture(x).atom
         return self.builder.constant(x)
 
-    def value_of(self, atom):
-        return atom.value if isinstance(atom, Literal) else self.values[atom.id]
-
     def bind(self, prim, args, params) -> list:
-        atoms = [self.atom(a) for a in args]
-        n = len(self.builder.eqns)
-        outs = self.builder.bind(prim, *atoms, **params)
-        if self.concrete:
-            # The eqns appended by this bind (none on a hash-cons hit; a constant may add one).
-            for eqn in self.builder.eqns[n:]:
-                if eqn.outputs[0].id not in self.values:
-                    with np.errstate(all="ignore"):
-                        vals = eqn.prim.impl(*[self.value_of(a) for a in eqn.inputs], **eqn.params)
-                    for v, val in zip(eqn.outputs, vals):
-                        self.values[v.id] = np.asarray(val)
-                    check_nans(eqn, self.values, self)
-        return outs
+        return self.builder.bind(prim, *[self.atom(a) for a in args], **params)
 
     def finish(self, outputs: list) -> Graph:
         """Close the trace; outputs may be Tracers or constants. Captured outer
@@ -95,15 +81,18 @@ class Trace:
         self.alive = False
         return self.builder.build(self.inputs + [v for _, v in self.captured], atoms, self.name)
 
-    def __enter__(self):
+    def __enter__(self) -> "Trace":
+        Trace.active.append(self)
         return self
 
     def __exit__(self, *exc):
+        Trace.active.remove(self)
         self.alive = False
 
 
-def check_nans(eqn, values, trace) -> None:
-    """Hook for debug_nans (replaced by tracegrad.debug when it is imported)."""
+def current_trace() -> Trace | None:
+    """The innermost trace whose function is running, if any."""
+    return Trace.active[-1] if Trace.active else None
 
 
 class Tracer:
@@ -119,7 +108,7 @@ class Tracer:
         """The concrete value, in a concrete trace; None under jit."""
         if isinstance(self.atom, Literal):
             return self.atom.value
-        return self.trace.values.get(self.atom.id) if self.trace.concrete else None
+        return self.trace.builder.values.get(self.atom.id) if self.trace.concrete else None
     __array_priority__ = 1000
 
     def __init__(self, trace: Trace, atom, weak: bool = False):

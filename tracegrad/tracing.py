@@ -167,7 +167,7 @@ def trace(fun: Callable, split: ArgSplit, name: str | None = None) -> Traced:
     t = Trace(name)
     tracers = [t.new_input(ShapedType(shape, dt), weak) for shape, dt, weak in split.signature.leaves]
     args, kwargs = split.rebuild(tracers)
-    try:
+    with t:
         out = fun(*args, **kwargs)
         out_leaves, out_tree = tree.flatten(out)
         for i, leaf in enumerate(out_leaves):
@@ -176,8 +176,6 @@ def trace(fun: Callable, split: ArgSplit, name: str | None = None) -> Traced:
                                     f"returns arrays, numbers, or tuples / lists / dicts of them")
         outputs = [leaf if isinstance(leaf, Tracer) else as_operand(leaf) for leaf in out_leaves]
         graph = t.finish(outputs)
-    finally:
-        t.alive = False
     return Traced(graph, out_tree, split.signature)
 
 

@@ -38,13 +38,14 @@ def jvp_inline(b: Builder, graph: Graph, primals: list, tangents: list, known: d
     read = lambda a: b.from_literal(a) if isinstance(a, Literal) else env[a.id]
     for eqn in graph.eqns:
         ins = [read(a) for a in eqn.inputs]
-        with b.at(eqn.source):
-            if not all(v.id in env for v in eqn.outputs):
+        if not all(v.id in env for v in eqn.outputs):
+            with b.at(eqn.source):
                 env.update({v.id: o for v, o in zip(eqn.outputs, b.bind(eqn.prim, *ins, **eqn.params))})
-            in_tangents = [tan.get(a.id) if isinstance(a, Var) else None for a in eqn.inputs]
-            if not eqn.prim.differentiable or all(t is None for t in in_tangents):
-                continue
-            outs = [env[v.id] for v in eqn.outputs]
+        in_tangents = [tan.get(a.id) if isinstance(a, Var) else None for a in eqn.inputs]
+        if not eqn.prim.differentiable or all(t is None for t in in_tangents):
+            continue
+        outs = [env[v.id] for v in eqn.outputs]
+        with b.at(eqn.source, of=eqn):
             out_tangents = eqn.prim.jvp(b, ins, in_tangents, outs, **eqn.params)
         for v, t in zip(eqn.outputs, out_tangents):
             if t is not None and differentiable(v):
@@ -94,7 +95,7 @@ def backward(b: Builder, eqns: list[Eqn], env: dict, cts: dict, active: set[int]
             continue
         ins = [read(a) for a in eqn.inputs]
         outs = [env[v.id] for v in eqn.outputs]
-        with b.at(eqn.source):
+        with b.at(eqn.source, of=eqn):
             in_cts = eqn.prim.vjp(b, out_cts, ins, outs, **eqn.params)
             for a, ct, wanted in zip(eqn.inputs, in_cts, targets):
                 if wanted and ct is not None:
