@@ -22,6 +22,7 @@ from .errors import (ArgumentError, AxisError, ConcretizationError, DTypeError, 
                      TracegradError, VerificationError)
 from .jit import CacheInfo, CacheMissWarning, JitFunction, Lowered, jit
 from .numpy._methods import install as _install_array_methods
+from .custom import checkpoint, custom_jvp, custom_vjp
 from .tracing import make_ir
 from .transforms import grad, hessian, jacfwd, jacrev, jvp, stop_gradient, value_and_grad, vjp
 
@@ -30,7 +31,7 @@ _install_array_methods(Tracer)
 __version__ = "0.1.0"
 
 __all__ = [
-    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
+    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
     "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
     "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
 ]

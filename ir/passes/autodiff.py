@@ -103,17 +103,18 @@ def backward(b: Builder, eqns: list[Eqn], env: dict, cts: dict, active: set[int]
     return cts
 
 
-def vjp_inline(b: Builder, graph: Graph, primals: list, out_cts: list, known: dict | None = None) -> tuple[list, list]:
-    """Outputs of ``graph`` and the cotangents of its inputs (None where zero)
-    for output cotangents ``out_cts``, emitted on ``b``."""
+def vjp_inline(b: Builder, graph: Graph, primals: list, out_cts: list, known: dict | None = None,
+               wrt: list[int] | None = None) -> tuple[list, list]:
+    """Outputs of ``graph`` and the cotangents of its inputs (None where zero,
+    and for inputs not in ``wrt``) for output cotangents ``out_cts``, emitted on ``b``."""
     outs, env = b.inline(graph, primals, known)
     cts = {}
     for a, ct in zip(graph.outputs, out_cts):
         if ct is not None and differentiable(a):
             cts[a.id] = b.add(cts[a.id], ct) if a.id in cts else ct
-    wanted = {v.id for v in graph.inputs if differentiable(v)}
+    wanted = {graph.inputs[i].id for i in _float_inputs(graph, wrt)}
     found = backward(b, graph.eqns, env, cts, active_vars(graph.eqns, wanted))
-    return outs, [found.get(v.id) for v in graph.inputs]
+    return outs, [found.get(v.id) if v.id in wanted else None for v in graph.inputs]
 
 
 def vjp_graph(graph: Graph, wrt: list[int] | None = None) -> Graph:
