@@ -16,7 +16,7 @@ import numpy as np
 
 from . import dtypes
 from .graph import Atom, Constant, Eqn, Graph, Literal, SourceInfo, Var
-from .interpreter import check_finite, describe_eqn, run_eqn
+from .interpreter import check_finite, run_eqn
 from .primitives import REGISTRY, Primitive
 from .types import ShapedType, type_of
 
@@ -216,7 +216,8 @@ class NumpyBuilder(Builder):
     def _describe(self) -> str:
         if self.deriving is None:
             return f"at {self.source_override.describe()}" if self.source_override else ""
-        return "in the derivative of " + describe_eqn(self.deriving, None)
+        eqn = self.deriving
+        return f"in the derivative of {eqn.prim.name}" + (f", at {eqn.source.describe()}" if eqn.source else "")
 
 
 class EvaluatingGraphBuilder(GraphBuilder):

@@ -49,7 +49,7 @@ def check_finite(prim_name: str, outputs, describe: Callable[[], str], derivativ
     kind = _bad(outputs)
     if kind is not None:
         message = f"debug_nans: {prim_name!r} produced {kind} {describe()}"
-        raise FloatingPointError(message + ("\n" + WHERE_HINT if derivative or kind == "nan" else ""))
+        raise FloatingPointError(message + ("\n" + WHERE_HINT if derivative else ""))
 
 
 def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:

@@ -16,6 +16,7 @@ from ir import Graph, ShapedType
 from ir.dtypes import bool_, float32, float64, int32, int64
 
 from . import numpy
+from .checking import check_grads, debug_nans
 from .config import config
 from .core import Tracer
 from .errors import (ArgumentError, AxisError, ConcretizationError, DTypeError, EscapedTracerError, ShapeError,
@@ -31,7 +32,7 @@ _install_array_methods(Tracer)
 __version__ = "0.1.0"
 
 __all__ = [
-    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
+    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "check_grads", "debug_nans", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
     "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
     "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
 ]

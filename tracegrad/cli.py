@@ -42,7 +42,15 @@ def cmd_ir(ns) -> int:
     from .jit import jit
 
     fun = load_function(ns.target)
-    lowered = jit(fun).lower(*example_args(ns.args))
+    args = example_args(ns.args)
+    if ns.grad:
+        from .transforms import value_and_grad
+
+        floats = tuple(i for i, a in enumerate(args) if a.dtype.kind == "f")
+        if not floats:
+            raise SystemExit("error: --grad needs at least one float argument")
+        fun = value_and_grad(fun, argnums=floats)
+    lowered = jit(fun).lower(*args)
     print(lowered.as_text(ns.stage, source=ns.source))
     if ns.dot:
         with open(ns.dot, "w") as f:
@@ -71,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ir", help="print the IR of FILE.py:FUNC traced on the given argument types")
     p.add_argument("target", metavar="FILE.py:FUNC")
     p.add_argument("--args", nargs="*", default=[], metavar="TYPE", help="argument types, e.g. 'f32[128,784]' 'i64[]'")
+    p.add_argument("--grad", action="store_true",
+                   help="the forward and backward program: value_and_grad with respect to every float argument")
     p.add_argument("--stage", choices=STAGES, default="traced")
     p.add_argument("--source", action="store_true", help="show each equation's source line")
     p.add_argument("--dot", metavar="OUT.dot", help="also write the graph as Graphviz DOT")
