@@ -54,10 +54,11 @@ class Builder:
         """A graph's Literal in this builder's currency."""
         return lit
 
-    def at(self, source: SourceInfo | None, of: Eqn | None = None):
+    def at(self, source: SourceInfo | None, of: Eqn | None = None, wanted: list[bool] | None = None):
         """Context in which new equations carry ``source``: a derivative rule's
-        equations cite the user's line of the equation ``of`` they differentiate."""
-        return _SourceScope(self, source, of)
+        equations cite the user's line of the equation ``of`` they differentiate.
+        ``wanted`` tells a VJP rule which operands need a cotangent."""
+        return _SourceScope(self, source, of, wanted)
 
     def inline(self, graph: Graph, inputs, known: dict | None = None) -> tuple[list, dict]:
         """Bind every equation of ``graph`` on ``inputs``; returns the outputs and
@@ -121,21 +122,23 @@ class Builder:
 
 
 class _SourceScope:
-    def __init__(self, builder: Builder, source, of):
-        self.builder, self.source, self.of = builder, source, of
+    def __init__(self, builder: Builder, source, of, wanted):
+        self.builder, self.source, self.of, self.wanted = builder, source, of, wanted
 
     def __enter__(self):
-        self.saved = self.builder.source_override, self.builder.deriving
+        b = self.builder
+        self.saved = b.source_override, b.deriving, b.wanted
         if self.source is not None:
-            self.builder.source_override = self.source
-        self.builder.deriving = self.of
+            b.source_override = self.source
+        b.deriving, b.wanted = self.of, self.wanted
 
     def __exit__(self, *exc):
-        self.builder.source_override, self.builder.deriving = self.saved
+        self.builder.source_override, self.builder.deriving, self.builder.wanted = self.saved
 
 
 Builder.source_override = None
 Builder.deriving = None  # the equation whose derivative is being emitted, for debug_nans
+Builder.wanted = None  # which of its operands need a cotangent (None: all)
 
 
 class GraphBuilder(Builder):

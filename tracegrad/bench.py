@@ -48,7 +48,7 @@ def _mlp_inputs() -> list[np.ndarray]:
 
 
 def _mlp_loss(xp):
-    """The MLP loss written once for any NumPy-like namespace ``xp``."""
+    """The MLP loss written once for a NumPy-like namespace ``xp`` (tracegrad.numpy, NumPy, jax.numpy)."""
 
     def loss(w1, b1, w2, b2, w3, b3, x, onehot):
         h = xp.maximum(x @ w1 + b1, 0.0)
@@ -59,6 +59,94 @@ def _mlp_loss(xp):
         return -xp.mean(xp.sum(onehot * (logits - log_z), axis=1))
 
     return loss
+
+
+def _mlp_loss_torch(torch):
+    def loss(w1, b1, w2, b2, w3, b3, x, onehot):
+        h = torch.relu(x @ w1 + b1)
+        h = torch.relu(h @ w2 + b2)
+        logits = h @ w3 + b3
+        return -(onehot * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+    return loss
+
+
+def _mlp_value_and_grad_numpy(w1, b1, w2, b2, w3, b3, x, onehot):
+    """The loss and its gradient with respect to the six parameters, by hand."""
+    a1 = x @ w1 + b1
+    h1 = np.maximum(a1, 0)
+    a2 = h1 @ w2 + b2
+    h2 = np.maximum(a2, 0)
+    logits = h2 @ w3 + b3
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    z = exp.sum(axis=1, keepdims=True)
+    loss = -(onehot * (shifted - np.log(z))).sum(axis=1).mean()
+    d_logits = (exp / z * onehot.sum(axis=1, keepdims=True) - onehot) / x.shape[0]
+    d_a2 = (d_logits @ w3.T) * (a2 > 0)
+    d_a1 = (d_a2 @ w2.T) * (a1 > 0)
+    return loss, (x.T @ d_a1, d_a1.sum(0), h1.T @ d_a2, d_a2.sum(0), h2.T @ d_logits, d_logits.sum(0))
+
+
+def _call(f, args):
+    return lambda: f(*args)
+
+
+def _forward_impls(build: Callable, build_torch: Callable | None = None) -> dict:
+    """tracegrad, NumPy, and JAX / PyTorch when importable, for a function written against ``xp``."""
+    impls = {
+        "tracegrad jit": lambda args: _call(tg.jit(build(tnp)), args),
+        "numpy": lambda args: _call(build(np), args),
+    }
+    jax = _optional("jax")
+    if jax is not None:
+        import jax.numpy as jnp
+
+        def jax_impl(args):
+            f = jax.jit(build(jnp))
+            dev = [jax.device_put(a) for a in args]
+            return lambda: jax.block_until_ready(f(*dev))
+
+        impls["jax jit"] = jax_impl
+    torch = _optional("torch")
+    if torch is not None:
+        impls["pytorch eager"] = lambda args: _call((build_torch or build)(torch), [torch.from_numpy(a) for a in args])
+    return impls
+
+
+def _grad_impls() -> dict:
+    """value_and_grad of the MLP loss with respect to its six parameters."""
+    params = tuple(range(6))
+    impls = {
+        "tracegrad jit": lambda args: _call(tg.jit(tg.value_and_grad(_mlp_loss(tnp), argnums=params)), args),
+        "tracegrad, no jit": lambda args: _call(tg.value_and_grad(_mlp_loss(tnp), argnums=params), args),
+        "numpy": lambda args: _call(_mlp_value_and_grad_numpy, args),
+    }
+    jax = _optional("jax")
+    if jax is not None:
+        import jax.numpy as jnp
+
+        def jax_impl(args):
+            f = jax.jit(jax.value_and_grad(_mlp_loss(jnp), argnums=params))
+            dev = [jax.device_put(a) for a in args]
+            return lambda: jax.block_until_ready(f(*dev))
+
+        impls["jax jit"] = jax_impl
+    torch = _optional("torch")
+    if torch is not None:
+        def torch_impl(args):
+            loss = _mlp_loss_torch(torch)
+            ts = [torch.from_numpy(a) for a in args]
+
+            def step():
+                ps = [t.detach().requires_grad_() for t in ts[:6]]
+                value = loss(*ps, *ts[6:])
+                return value, torch.autograd.grad(value, ps)
+
+            return step
+
+        impls["pytorch eager"] = torch_impl
+    return impls
 
 
 def _elementwise(xp):
@@ -72,52 +160,29 @@ def _dispatch(xp):
     return lambda x: x * 2.0 + 1.0
 
 
-def _implementations(build: Callable) -> dict:
-    """tracegrad, NumPy, and JAX / PyTorch when importable, for a function written against ``xp``."""
-    impls = {
-        "tracegrad jit": lambda args: (lambda f: lambda: f(*args))(tg.jit(build(tnp))),
-        "numpy": lambda args: (lambda f: lambda: f(*args))(build(np)),
-    }
-    jax = _optional("jax")
-    if jax is not None:
-        jax.config.update("jax_enable_x64", False)
-        import jax.numpy as jnp
-
-        def jax_impl(args):
-            f = jax.jit(build(jnp))
-            dev = [jax.device_put(a) for a in args]
-            return lambda: f(*dev).block_until_ready()
-
-        impls["jax jit"] = jax_impl
-    torch = _optional("torch")
-    if torch is not None:
-        def torch_impl(args):
-            f = build(torch)
-            ts = [torch.from_numpy(a) for a in args]
-            return lambda: f(*ts)
-
-        impls["pytorch eager"] = torch_impl
-    return impls
-
-
 def workloads(quick: bool) -> list[Workload]:
     n = 10**5 if quick else 10**6
     rng = np.random.default_rng(1)
     return [
         Workload("mlp loss", "softmax cross-entropy of a 784-512-512-10 ReLU MLP, batch 128, float32, forward",
-                 _mlp_inputs, _implementations(_mlp_loss)),
+                 _mlp_inputs, _forward_impls(_mlp_loss, _mlp_loss_torch)),
+        Workload("mlp value_and_grad", "the same loss and its gradient with respect to the six parameters",
+                 _mlp_inputs, _grad_impls()),
         Workload("elementwise", f"sum(tanh(x)*sigmoid(x) + 0.5*x**2), float32, N={n:.0e}",
-                 lambda: [rng.standard_normal(n).astype(np.float32)], _implementations(_elementwise), rtol=1e-3),
+                 lambda: [rng.standard_normal(n).astype(np.float32)], _forward_impls(_elementwise), rtol=1e-3),
         Workload("dispatch", "x*2+1 on 8 float32 values: the cost of one call",
-                 lambda: [np.arange(8, dtype=np.float32)], _implementations(_dispatch)),
+                 lambda: [np.arange(8, dtype=np.float32)], _forward_impls(_dispatch)),
     ]
 
 
 # ------------------------------------------------------------------- timing
 def _to_numpy(value) -> np.ndarray:
+    """Any result (an array, a framework tensor, a tuple of them) as one flat float64 vector."""
+    if isinstance(value, (tuple, list)):
+        return np.concatenate([_to_numpy(v) for v in value]) if value else np.zeros(0)
     if hasattr(value, "detach"):
-        value = value.detach()
-    return np.asarray(value)
+        value = value.detach().numpy()
+    return np.asarray(value, dtype=np.float64).ravel()
 
 
 def time_call(fn: Callable[[], object], quick: bool) -> list[float]:
@@ -169,9 +234,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False, json_out: str | None = None) -> int:
-    print(f"tracegrad {tg.__version__} bench on {platform.machine()} with {os.cpu_count()} cores, "
-          f"NumPy {np.__version__}{' (quick)' if quick else ''}; results checked against NumPy first\n")
+def main(quick: bool = False, json_out: str | None = None, threads: int = 1) -> int:
+    torch = _optional("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    versions = [f"NumPy {np.__version__}"] + [f"{m} {__import__(m).__version__}" for m in ("jax", "torch")
+                                              if _optional(m) is not None]
+    print(f"tracegrad {tg.__version__} bench on {platform.machine()} with {os.cpu_count()} cores, {threads} "
+          f"thread{'s' if threads > 1 else ''}, {', '.join(versions)}{' (quick)' if quick else ''}; results checked "
+          f"against NumPy first\n")
     rows = run(quick)
     for w in workloads(quick):
         print(f"- {w.name}: {w.description}")

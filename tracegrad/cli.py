@@ -68,7 +68,7 @@ def cmd_demo(ns) -> int:
 def cmd_bench(ns) -> int:
     from .bench import main
 
-    return main(quick=ns.quick, json_out=ns.json)
+    return main(quick=ns.quick, json_out=ns.json, threads=ns.threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time the interpreter against NumPy (and JAX / PyTorch when installed)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--threads", type=int, default=1, help="threads for every library's thread pool (default 1)")
     p.set_defaults(run=cmd_bench)
     return parser
 

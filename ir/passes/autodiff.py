@@ -95,7 +95,7 @@ def backward(b: Builder, eqns: list[Eqn], env: dict, cts: dict, active: set[int]
             continue
         ins = [read(a) for a in eqn.inputs]
         outs = [env[v.id] for v in eqn.outputs]
-        with b.at(eqn.source, of=eqn):
+        with b.at(eqn.source, of=eqn, wanted=targets):
             in_cts = eqn.prim.vjp(b, out_cts, ins, outs, **eqn.params)
             for a, ct, wanted in zip(eqn.inputs, in_cts, targets):
                 if wanted and ct is not None:

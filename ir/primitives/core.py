@@ -126,21 +126,18 @@ def elementwise_rules(*lins):
 
     def vjp(b, cts, primals, outs, **params):
         g = cts[0]
-        return [None if lin is None or not _wanted(b, i) else
+        return [None if lin is None or not wanted(b, i) else
                 b.sum_to_shape(lin(b, g, *primals, outs[0], **params), b.type_of(x).shape)
                 for i, (lin, x) in enumerate(zip(lins, primals))]
 
     return dict(jvp=jvp, vjp=vjp)
 
 
-def _wanted(b, i: int) -> bool:
-    """Whether operand i of the equation being differentiated can take a
-    cotangent (a float variable, not a literal): no equations for the others."""
-    eqn = b.deriving
-    if eqn is None:
-        return True
-    a = eqn.inputs[i]
-    return hasattr(a, "id") and a.type.dtype.kind == "f"
+def wanted(b, i: int) -> bool:
+    """Whether operand i of the equation being differentiated needs a
+    cotangent (reverse mode says so on the builder): a rule emits nothing for
+    the others, such as the input data of a layer or a literal."""
+    return b.wanted is None or b.wanted[i]
 
 
 def linear_rules(apply, transpose):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..types import ShapedType
-from .core import Primitive, add_tangents, check_axes, check_kinds, check_same_dtype, register
+from .core import Primitive, add_tangents, check_axes, check_kinds, check_same_dtype, register, wanted
 
 
 def _free(ndim: int, *used) -> list[int]:
@@ -84,8 +84,8 @@ def _dot_general_vjp(b, cts, primals, outs, *, dimension_numbers):
     (lhs, rhs), g = primals, cts[0]
     (lc, rc), (lb, rb) = dimension_numbers
     swapped = ((rc, lc), (rb, lb))
-    return [_transpose_lhs(b, g, lhs, rhs, dimension_numbers),
-            _transpose_lhs(b, g, rhs, lhs, swapped, swap_ans=True)]
+    return [_transpose_lhs(b, g, lhs, rhs, dimension_numbers) if wanted(b, 0) else None,
+            _transpose_lhs(b, g, rhs, lhs, swapped, swap_ans=True) if wanted(b, 1) else None]
 
 
 dot_general = register(Primitive(
