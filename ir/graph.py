@@ -72,17 +72,24 @@ class Constant:
     def __init__(self, array):
         self.array = np.array(array, copy=True, order="C")
         self.array.setflags(write=False)
-        h = hashlib.blake2b(digest_size=16)
-        h.update(self.array.dtype.str.encode())
-        h.update(repr(self.array.shape).encode())
-        h.update(self.array.tobytes())
-        self._digest = h.digest()
+        self._digest = None
+
+    @property
+    def digest(self) -> bytes:
+        """A hash of dtype, shape and bytes, computed when first compared."""
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(self.array.dtype.str.encode())
+            h.update(repr(self.array.shape).encode())
+            h.update(memoryview(self.array.view(np.uint8).reshape(-1)) if self.array.size else b"")
+            self._digest = h.digest()
+        return self._digest
 
     def __hash__(self) -> int:
-        return hash(self._digest)
+        return hash(self.digest)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Constant) and self._digest == other._digest
+        return isinstance(other, Constant) and self.digest == other.digest
 
     def __repr__(self) -> str:
         if self.array.size <= 6:

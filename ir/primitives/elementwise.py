@@ -140,11 +140,10 @@ def _pow_lin_y(b, t, x, y, out):
 
 def _extremum_weight(b, x, y, out):
     """How much of the derivative goes to x: 1 where x alone is the extremum, 1/2
-    at ties (the gradient is shared, as JAX), 0 elsewhere (including nan)."""
-    shape = b.type_of(out).shape
-    dt = b.type_of(out).dtype
-    half_or_one = b.select(b.eq(y, out), b.full(shape, 0.5, dt), b.full(shape, 1, dt))
-    return b.select(b.eq(x, out), half_or_one, b.full(shape, 0, dt))
+    at ties (the gradient is shared, as JAX), 0 elsewhere (including nan).
+    Scalar literals keep it to two compares and two selects, with no broadcasts."""
+    half_or_one = b.select(b.eq(y, out), _lit(b, 0.5, out), _lit(b, 1, out))
+    return b.select(b.eq(x, out), half_or_one, _lit(b, 0, out))
 
 
 add = _nary("add", np.add, "fib", "x + y (logical or on bool)",
@@ -196,14 +195,26 @@ def _select_lin(chosen: bool):
     """The cotangent goes to the chosen operand only: exact zeros elsewhere, so a
     guarded input (``where(x > 0, sqrt(where(x > 0, x, 1)), 0)``) stays finite."""
     def lin(b, t, p, on_true, on_false, out):
-        zeros = b.zeros_like(out)
-        return b.select(p, t, zeros) if chosen else b.select(p, zeros, t)
+        zero = _lit(b, 0, out)
+        return b.select(p, t, zero) if chosen else b.select(p, zero, t)
 
     return lin
 
 
+def _select_impl(pred, on_true, on_false):
+    """A bitwise blend, (t & m) | (f & ~m) with m all ones where pred holds:
+    exact for every value (NaN included) and several times faster than
+    np.where, which branches per element and mispredicts on random masks."""
+    pred, on_true, on_false = np.asarray(pred), np.asarray(on_true), np.asarray(on_false)
+    bits = np.dtype(f"u{on_true.dtype.itemsize}")
+    mask = np.negative(pred.view(np.uint8).astype(bits))
+    blend = np.bitwise_or(np.bitwise_and(on_true.view(bits), mask),
+                          np.bitwise_and(on_false.view(bits), np.invert(mask)))
+    return [blend.view(on_true.dtype)]
+
+
 select = register(Primitive(
-    "select", _select_rule, lambda p, t, f: [np.where(p, t, f)], FAMILY,
+    "select", _select_rule, _select_impl, FAMILY,
     "pred ? on_true : on_false, elementwise; only the chosen operand's value reaches the output",
     **elementwise_rules(None, _select_lin(True), _select_lin(False))))
 

@@ -38,39 +38,48 @@ def _dot_general_impl(lhs, rhs, *, dimension_numbers):
     (lc, rc), (lb, rb) = dimension_numbers
     lf, rf = _free(lhs.ndim, lc, lb), _free(rhs.ndim, rc, rb)
     size = lambda x, dims: int(np.prod([x.shape[d] for d in dims], dtype=np.int64))
+    out_shape = [lhs.shape[d] for d in lb] + [lhs.shape[d] for d in lf] + [rhs.shape[d] for d in rf]
+    if not lb:
+        # A plain 2-D product: a transposed 2-D operand stays a view (BLAS reads it transposed), not a copy.
+        a = np.transpose(lhs, lf + list(lc)).reshape(size(lhs, lf), size(lhs, lc))
+        b = np.transpose(rhs, list(rc) + rf).reshape(size(rhs, rc), size(rhs, rf))
+        return [np.matmul(a, b).reshape(out_shape)]
     a = np.transpose(lhs, list(lb) + lf + list(lc)).reshape(size(lhs, lb), size(lhs, lf), size(lhs, lc))
     b = np.transpose(rhs, list(rb) + list(rc) + rf).reshape(size(rhs, rb), size(rhs, rc), size(rhs, rf))
-    out_shape = [lhs.shape[d] for d in lb] + [lhs.shape[d] for d in lf] + [rhs.shape[d] for d in rf]
-    if not lb:  # a plain 2-D product takes NumPy's faster BLAS path
-        return [np.matmul(a[0], b[0]).reshape(out_shape)]
     return [np.matmul(a, b).reshape(out_shape)]
 
 
-def _ranges_like(*groups) -> list[list[int]]:
-    """Consecutive index ranges as long as each group: ([a, b], [c]) -> [[0, 1], [2]]."""
-    out, start = [], 0
-    for g in groups:
-        out.append(list(range(start, start + len(g))))
-        start += len(g)
-    return out
-
-
-def _transpose_lhs(b, g, lhs, rhs, dimension_numbers, swap_ans: bool = False):
-    """The cotangent of lhs: contract g with rhs over rhs's free (and batch)
-    dimensions, then order the axes as lhs has them."""
-    (lc, rc), (lb, rb) = dimension_numbers
-    l_kept = _free(b.type_of(lhs).ndim, lc, lb)
-    r_kept = _free(b.type_of(rhs).ndim, rc, rb)
-    if swap_ans:
-        ans_batch, ans_r, _ = _ranges_like(lb, r_kept, l_kept)
-    else:
-        ans_batch, _, ans_r = _ranges_like(lb, l_kept, r_kept)
-    dims = ((tuple(ans_r), tuple(r_kept)), (tuple(ans_batch), tuple(rb)))
-    lc_in_rc_order = [lc[i] for i in np.argsort(rc)]
-    out_axes = np.argsort(list(lb) + l_kept + lc_in_rc_order)
-    product = b.dot_general(g, rhs, dimension_numbers=dims)
-    perm = tuple(int(a) for a in out_axes)
+def _ordered(b, product, axes_in_operand: list[int]):
+    """Transpose ``product``, whose axis k is the operand's axis axes_in_operand[k],
+    into the operand's own order (no equation when it already is)."""
+    perm = tuple(int(a) for a in np.argsort(axes_in_operand))
     return product if perm == tuple(range(len(perm))) else b.transpose(product, permutation=perm)
+
+
+def _lhs_cotangent(b, g, lhs, rhs, dimension_numbers):
+    """g contracted with rhs over rhs's free dimensions (batch paired): the
+    cotangent of lhs. For x @ w it is g @ w.T."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    n_batch = len(lb)
+    l_free = _free(b.type_of(lhs).ndim, lc, lb)
+    r_free = _free(b.type_of(rhs).ndim, rc, rb)
+    g_rfree = tuple(range(n_batch + len(l_free), n_batch + len(l_free) + len(r_free)))
+    product = b.dot_general(g, rhs, dimension_numbers=((g_rfree, tuple(r_free)), (tuple(range(n_batch)), tuple(rb))))
+    # product axes: batch, lhs free, then rhs's contracting dimensions in rhs order.
+    return _ordered(b, product, list(lb) + l_free + [lc[list(rc).index(d)] for d in sorted(rc)])
+
+
+def _rhs_cotangent(b, g, lhs, rhs, dimension_numbers):
+    """lhs contracted with g over lhs's free dimensions (batch paired): the
+    cotangent of rhs. For x @ w it is x.T @ g, with no transpose of the result."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    n_batch = len(lb)
+    l_free = _free(b.type_of(lhs).ndim, lc, lb)
+    r_free = _free(b.type_of(rhs).ndim, rc, rb)
+    g_lfree = tuple(range(n_batch, n_batch + len(l_free)))
+    product = b.dot_general(lhs, g, dimension_numbers=((tuple(l_free), g_lfree), (tuple(lb), tuple(range(n_batch)))))
+    # product axes: batch, lhs's contracting dimensions in lhs order, then rhs free.
+    return _ordered(b, product, list(rb) + [rc[list(lc).index(d)] for d in sorted(lc)] + r_free)
 
 
 def _dot_general_jvp(b, primals, tangents, outs, *, dimension_numbers):
@@ -82,10 +91,8 @@ def _dot_general_jvp(b, primals, tangents, outs, *, dimension_numbers):
 
 def _dot_general_vjp(b, cts, primals, outs, *, dimension_numbers):
     (lhs, rhs), g = primals, cts[0]
-    (lc, rc), (lb, rb) = dimension_numbers
-    swapped = ((rc, lc), (rb, lb))
-    return [_transpose_lhs(b, g, lhs, rhs, dimension_numbers) if wanted(b, 0) else None,
-            _transpose_lhs(b, g, rhs, lhs, swapped, swap_ans=True) if wanted(b, 1) else None]
+    return [_lhs_cotangent(b, g, lhs, rhs, dimension_numbers) if wanted(b, 0) else None,
+            _rhs_cotangent(b, g, lhs, rhs, dimension_numbers) if wanted(b, 1) else None]
 
 
 dot_general = register(Primitive(
