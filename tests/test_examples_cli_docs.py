@@ -85,3 +85,19 @@ def test_demo_runs_and_agrees_with_numpy():
     result = run("-m", "tracegrad", "demo")
     assert result.returncode == 0, result.stderr
     assert "AGREE" in result.stdout and "def mlp_loss(" in result.stdout
+
+
+def test_cli_ir_grad_prints_the_forward_and_backward_program(model_file):
+    result = run("-m", "tracegrad", "ir", f"{model_file}:predict", "--args", "f32[3,2]", "f32[5,3]", "--grad")
+    assert result.returncode != 0 and "scalar" in result.stderr  # predict is not scalar: grad says so
+    loss_file = model_file.parent / "loss.py"
+    loss_file.write_text("import tracegrad.numpy as tnp\n\n"
+                         "def loss(w, x):\n"
+                         "    return tnp.sum(tnp.tanh(x @ w))\n")
+    result = run("-m", "tracegrad", "ir", f"{loss_file}:loss", "--args", "f32[3,2]", "f32[5,3]", "--grad")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "def value_and_grad_loss(a: f32[3,2], b: f32[5,3]) -> (f32[], f32[3,2], f32[5,3]):"
+    body = "\n".join(lines[1:])
+    assert body.count("tanh") == 1 and "sub 1.0:f32" in body  # the forward tanh, and its derivative 1 - y**2
+    assert body.count("dot_general") == 3  # x @ w forward; cotangents of w and of x backward
