@@ -100,7 +100,8 @@ def check_grads(fun: Callable, args, order: int = 2, modes=("fwd", "rev"), eps=N
         raise TypeError(f"check_grads needs float arguments, got dtypes {[str(k) for k in kinds]}")
     worst = dtypes.float32 if dtypes.float32 in kinds else dtypes.float64
     d_eps, d_rtol, d_atol = DEFAULTS[worst]
-    eps, rtol, atol = eps or d_eps, rtol or d_rtol, atol or d_atol
+    # `is None`, not `or`: an explicit rtol=0 or atol=0 asks for exact agreement, not for the default
+    eps, rtol, atol = (d if v is None else v for v, d in ((eps, d_eps), (rtol, d_rtol), (atol, d_atol)))
     rng = np.random.default_rng(_order)
     if "fwd" in modes:
         v = _check_fwd(fun, args, rng, eps, rtol, atol, _order)

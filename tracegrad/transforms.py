@@ -139,12 +139,16 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
         ct_leaves, ct_tree = tree.flatten(ct)
         if ct_tree != lin.out_tree:
             raise ArgumentError(f"vjp_fn expects a cotangent shaped like the output ({lin.out_tree}), got {ct_tree}")
+        cast = []
         for c, o in zip(ct_leaves, lin.outputs):
             ct_type, o_type = type_and_weak(as_operand(c))[0], type_and_weak(o)[0]
             if ct_type.shape != o_type.shape:
                 raise ShapeError(f"vjp_fn: the cotangent has shape {ct_type.shape} but the output has shape "
                                  f"{o_type.shape}; pass one cotangent per output, shaped like it")
-        return tree.unflatten(in_tree, lin.vjp(ct_leaves))
+            # In the output's dtype, as jvp does with tangents: vjp_fn(1.0) for a float32 output is common,
+            # and the rules need one dtype per operation.
+            cast.append(_astype(c, o_type.dtype) if dtypes.is_float(o_type.dtype) else c)
+        return tree.unflatten(in_tree, lin.vjp(cast))
 
     return (lin.out, vjp_fn, lin.aux) if has_aux else (lin.out, vjp_fn)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import ShapeError
 from ..types import ShapedType
-from .core import Primitive, register
+from .core import Primitive, add_tangents, register
 
 FAMILY = "call"
 
@@ -78,10 +78,22 @@ def _custom_vjp_jvp(b, primals, tangents, outs, **params):
 
 
 def _custom_vjp_vjp(b, cts, primals, outs, *, fwd, bwd, num_outs):
-    """The user's bwd program, on the residuals fwd saved and the output cotangents."""
-    residuals = outs[num_outs:]
-    out_cts = _zeros_for_none(b, cts[:num_outs], outs[:num_outs])
-    return b.inline(bwd, list(residuals) + out_cts)[0]
+    """The user's bwd program, on the residuals fwd saved and the output cotangents.
+
+    The residuals get cotangents of their own when a program that ran bwd is
+    differentiated again (reverse over reverse: bwd read them). Those flow back
+    through fwd, which is ordinary code, as in JAX; dropping them would make
+    every second derivative through the function silently zero."""
+    from ..passes.autodiff import vjp_inline
+
+    in_cts = [None] * len(primals)
+    if any(c is not None for c in cts[:num_outs]):
+        out_cts = _zeros_for_none(b, cts[:num_outs], outs[:num_outs])
+        in_cts = b.inline(bwd, list(outs[num_outs:]) + out_cts)[0]
+    if any(c is not None for c in cts[num_outs:]):
+        through_fwd = vjp_inline(b, fwd, list(primals), [None] * num_outs + list(cts[num_outs:]))[1]
+        in_cts = [add_tangents(b, [c, d]) for c, d in zip(in_cts, through_fwd)]
+    return in_cts
 
 
 custom_vjp_call = register(Primitive(

@@ -60,29 +60,59 @@ def _location_rules():
     return dict(jvp=jvp, vjp=vjp)
 
 
-def _prod_partials(b, x, axes):
-    """d prod / d x_i, the product of the other elements, exact with zeros:
-    without zeros prod/x_i; with one zero, the product of the non-zeros at the
-    zero and 0 elsewhere; with more zeros, 0."""
+def _prod_tree(b, x, axes):
+    """reduce_prod as a tree of pairwise products (JAX's formulation): the
+    reduced axes are moved to the front and flattened, then halves are
+    multiplied until one row is left. Made of mul, slice, concatenate and
+    layout moves only, so its derivatives of every order are exact, zeros
+    included (a rule that divides by x, or selects on x == 0, is right only to
+    first order: the second derivative of x0*x1*x2 at x0 = x1 = 0 is not 0)."""
     t = b.type_of(x)
-    is_zero = b.eq(x, b.literal(0, t.dtype))
-    ones, zeros = b.full(t.shape, 1, t.dtype), b.full(t.shape, 0, t.dtype)
-    nonzero_x = b.select(is_zero, ones, x)
-    prod_nonzero = _expand(b, b.reduce_prod(nonzero_x, axes=axes), x, axes)
-    zero_count = _expand(b, b.reduce_sum(b.convert_element_type(is_zero, dtype=t.dtype), axes=axes), x, axes)
-    one_zero = b.select(is_zero, prod_nonzero, zeros)
-    some_zeros = b.select(b.eq(zero_count, b.literal(1, t.dtype)), one_zero, zeros)
-    return b.select(b.eq(zero_count, b.literal(0, t.dtype)), b.div(prod_nonzero, nonzero_x), some_zeros)
+    rest = [d for d in range(t.ndim) if d not in axes]
+    rest_shape = tuple(t.shape[d] for d in rest)
+    n = int(np.prod([t.shape[a] for a in axes], dtype=np.int64))
+    perm = tuple(axes) + tuple(rest)
+    y = x if perm == tuple(range(t.ndim)) else b.transpose(x, permutation=perm)
+    y = b.reshape(y, new_sizes=(n,) + rest_shape)
+    tail = (0,) * len(rest_shape)
+    while n > 1:
+        half = n // 2
+        cut = lambda lo, hi: b.slice(y, start_indices=(lo,) + tail, limit_indices=(hi,) + rest_shape,
+                                     strides=(1,) * (1 + len(rest_shape)))
+        paired = b.mul(cut(0, half), cut(half, 2 * half))
+        y = b.concatenate(paired, cut(2 * half, n), dimension=0) if n % 2 else paired
+        n = half + n % 2
+    return b.reshape(y, new_sizes=rest_shape)
+
+
+def _prod_tree_graph(b, x, axes):
+    """The tree of :func:`_prod_tree` as a one-input graph, for the autodiff passes to differentiate."""
+    from ..builder import GraphBuilder
+    from ..graph import Var
+
+    gb = GraphBuilder()
+    v = Var(b.type_of(x))
+    return gb.build([v], [_prod_tree(gb, v, axes)], "reduce_prod_tree")
 
 
 def _prod_jvp(b, primals, tangents, outs, *, axes):
+    from ..passes.autodiff import jvp_inline
+
     (x,), (t,) = primals, tangents
-    return [None if t is None else b.reduce_sum(b.mul(t, _prod_partials(b, x, axes)), axes=axes)]
+    if t is None:
+        return [None]
+    if b.type_of(x).size == 0:
+        return [b.zeros_like(outs[0])]
+    return jvp_inline(b, _prod_tree_graph(b, x, axes), [x], [t])[1]
 
 
 def _prod_vjp(b, cts, primals, outs, *, axes):
+    from ..passes.autodiff import vjp_inline
+
     (x,), (g,) = primals, cts
-    return [b.mul(_expand(b, g, x, axes), _prod_partials(b, x, axes))]
+    if b.type_of(x).size == 0:
+        return [b.zeros_like(x)]
+    return vjp_inline(b, _prod_tree_graph(b, x, axes), [x], [g])[1]
 
 
 reduce_sum = _reduce(
