@@ -184,7 +184,8 @@ class GraphBuilder(Builder):
         out_types = prim.shape_rule(*[a.type for a in inputs], **params)
         outs = [Var(t) for t in out_types]
         source = self.source_override or (self.source_fn() if self.source_fn else None)
-        self.eqns.append(Eqn(prim, list(inputs), dict(params), outs, source))
+        self.eqns.append(Eqn(prim, list(inputs), dict(params), outs, source,
+                             self.deriving.prim.name if self.deriving is not None else ""))
         if key is not None:
             self._memo[key] = (inputs, outs)  # keep inputs alive so their ids stay unique
         return outs

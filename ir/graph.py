@@ -127,6 +127,7 @@ class Eqn:
     params: dict
     outputs: list
     source: SourceInfo | None = None
+    derivative_of: str = ""  # the primitive whose derivative rule made this equation, if one did
 
     def subgraphs(self) -> list[tuple[str, "Graph"]]:
         """The (label, graph) pairs held in params, in a stable order."""

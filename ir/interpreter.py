@@ -59,7 +59,8 @@ def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:
     names = Namer()
     if graph is not None:
         format_graph(graph, names=names)
-    text = f"in {names(eqn.outputs[0])}: {eqn.outputs[0].type} (equation `{_equation(eqn, names, False)}`)"
+    text = f"in {names(eqn.outputs[0])}: {eqn.outputs[0].type} (equation `{_equation(eqn, names, False)}`"
+    text += f", in the derivative of {eqn.derivative_of})" if eqn.derivative_of else ")"
     return text + (f", at {eqn.source.describe()}" if eqn.source else "")
 
 
@@ -76,7 +77,7 @@ def run_eqn(eqn: Eqn, inputs: list, graph_fn: Callable[[], Graph | None] = lambd
             raise InterpreterError(f"{eqn.prim.name} computed {type_of(value)} where its shape rule says {v.type}"
                                    + (f" ({eqn.source})" if eqn.source else ""))
         values.append(value)
-    check_finite(eqn.prim.name, values, lambda: describe_eqn(eqn, graph_fn()))
+    check_finite(eqn.prim.name, values, lambda: describe_eqn(eqn, graph_fn()), derivative=bool(eqn.derivative_of))
     return values
 
 

@@ -489,3 +489,20 @@ def test_vjp_function_used_after_its_jit_trace_finished_is_an_error():
     f(N(3))
     with pytest.raises(RuntimeError, match="trace that has finished"):
         saved[0](np.ones(3))
+
+
+def test_jit_inside_grad_traces_abstractly_so_python_if_on_values_raises():
+    def f(x):
+        if x.sum() > 0:
+            return tnp.sum(x * x)
+        return tnp.sum(x)
+
+    with pytest.raises(tg.ConcretizationError):
+        tg.grad(tg.jit(f))(np.ones(3))
+    np.testing.assert_allclose(tg.grad(f)(np.ones(3)), 2 * np.ones(3))
+
+
+def test_debug_nans_under_jit_says_the_nan_is_in_a_derivative_and_how_to_guard_it():
+    f = tg.jit(tg.grad(lambda x: tnp.sum(tnp.where(x > 0, tnp.sqrt(x), 0.0))))
+    with tg.debug_nans(), pytest.raises(FloatingPointError, match=r"in the derivative of sqrt(.|\n)*where\(x > 0, x, 1\)"):
+        f(np.array([1.0, 0.0]))

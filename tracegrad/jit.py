@@ -154,13 +154,22 @@ class JitFunction:
             return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
                                         for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)])
         if any(isinstance(leaf, Tracer) for leaf in leaves):
-            find_trace(leaves)  # an escaped tracer from a finished trace is an error, not an input
-            return self.fun(*args, **kwargs)  # called inside another trace: inline into it
+            return self._inline(args, kwargs, find_trace(leaves))
         split = self._split(args, kwargs)
         compiled = self._compiled_for(split)
         if key is not None:
             self._fast[key] = compiled
         return compiled.run(split)
+
+    def _inline(self, args, kwargs, outer):
+        """Called on tracers (inside another jit or a transformation): trace fun
+        abstractly, as jit always does — so Python control flow on values fails
+        here too — and inline its graph into the enclosing trace."""
+        split = self._split(args, kwargs)
+        traced = trace(self.fun, split)
+        inputs = [outer.atom(leaf) for leaf in split.leaves] + [outer.atom(t) for t in traced.captured]
+        outs, _ = outer.builder.inline(traced.graph, inputs)
+        return tree.unflatten(traced.out_tree, [Tracer(outer, a) for a in outs])
 
     def lower(self, *args, **kwargs) -> Lowered:
         return Lowered(self._compiled_for(self._split(args, kwargs)))

@@ -7,7 +7,7 @@ Tracer that knows only its shape and dtype)."""
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -160,6 +160,7 @@ class Traced:
     graph: Graph
     out_tree: tree.TreeDef
     signature: Signature
+    captured: list = field(default_factory=list)  # enclosing-trace tracers read as the graph's last inputs
 
 
 def trace(fun: Callable, split: ArgSplit, name: str | None = None) -> Traced:
@@ -176,7 +177,7 @@ def trace(fun: Callable, split: ArgSplit, name: str | None = None) -> Traced:
                                     f"returns arrays, numbers, or tuples / lists / dicts of them")
         outputs = [leaf if isinstance(leaf, Tracer) else as_operand(leaf) for leaf in out_leaves]
         graph = t.finish(outputs)
-    return Traced(graph, out_tree, split.signature)
+    return Traced(graph, out_tree, split.signature, [outer for outer, _ in t.captured])
 
 
 def concrete_leaves(split: ArgSplit) -> list[np.ndarray]:
