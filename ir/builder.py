@@ -141,6 +141,14 @@ Builder.deriving = None  # the equation whose derivative is being emitted, for d
 Builder.wanted = None  # which of its operands need a cotangent (None: all)
 
 
+def _uniform(flat: np.ndarray) -> bool:
+    """All elements bit-identical (so -0.0 differs from 0.0, and NaNs match); a
+    few samples first, so a typical data array is rejected at once."""
+    bits = flat.view(np.uint8).reshape(flat.size, -1)
+    probe = bits[[0, flat.size // 2, -1]]
+    return bool((probe == bits[0]).all() and (bits == bits[0]).all())
+
+
 class GraphBuilder(Builder):
     """Records equations into a graph under construction.
 
@@ -170,13 +178,14 @@ class GraphBuilder(Builder):
         if arr.ndim == 0:
             return Literal(arr)
         flat = np.ascontiguousarray(arr).reshape(-1)  # a strided view has no byte view
-        if flat.size > 1 and (flat.view(np.uint8).reshape(flat.size, -1) == flat[:1].view(np.uint8)).all():
+        if flat.size > 1 and _uniform(flat):
             return self.broadcast_in_dim(Literal(flat[0]), shape=arr.shape, broadcast_dimensions=())
         return self.bind1("constant", value=Constant(arr))
 
     def bind(self, prim: Primitive, *inputs, **params) -> list:
         key = None
-        if self.hash_cons:
+        # A large constant (a batch of data closed over) is not worth hashing by content on every trace.
+        if self.hash_cons and all(getattr(v, "cheap_to_compare", True) for v in params.values()):
             key = (prim.name, tuple(a.key if isinstance(a, Literal) else id(a) for a in inputs), params_key(params))
             hit = self._memo.get(key)
             if hit is not None:

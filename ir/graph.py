@@ -75,6 +75,10 @@ class Constant:
         self._digest = None
 
     @property
+    def cheap_to_compare(self) -> bool:
+        return self.array.size <= 4096
+
+    @property
     def digest(self) -> bytes:
         """A hash of dtype, shape and bytes, computed when first compared."""
         if self._digest is None:

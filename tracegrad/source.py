@@ -16,9 +16,15 @@ USER_FILES = tuple(os.path.join(_here, name) for name in ("demo.py", "bench.py")
 
 
 def _internal(filename: str) -> bool:
-    if filename in USER_FILES:
-        return False
-    return filename.startswith(INTERNAL_DIRS) or filename.startswith("<frozen ")
+    hit = _internal_cache.get(filename)
+    if hit is None:
+        path = os.path.abspath(filename) if not filename.startswith("<") else filename
+        hit = _internal_cache[filename] = path not in USER_FILES and (
+            path.startswith(INTERNAL_DIRS) or path.startswith("<frozen "))
+    return hit
+
+
+_internal_cache: dict[str, bool] = {}
 
 
 def user_source() -> SourceInfo | None:
@@ -26,7 +32,7 @@ def user_source() -> SourceInfo | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not _internal(os.path.abspath(filename) if not filename.startswith("<") else filename):
+        if not _internal(filename):
             code = linecache.getline(filename, frame.f_lineno).strip()
             return SourceInfo(filename, frame.f_lineno, frame.f_code.co_name, code)
         frame = frame.f_back

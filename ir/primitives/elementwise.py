@@ -140,10 +140,12 @@ def _pow_lin_y(b, t, x, y, out):
 
 def _extremum_weight(b, x, y, out):
     """How much of the derivative goes to x: 1 where x alone is the extremum, 1/2
-    at ties (the gradient is shared, as JAX), 0 elsewhere (including nan).
-    Scalar literals keep it to two compares and two selects, with no broadcasts."""
-    half_or_one = b.select(b.eq(y, out), _lit(b, 0.5, out), _lit(b, 1, out))
-    return b.select(b.eq(x, out), half_or_one, _lit(b, 0, out))
+    at ties (the gradient is shared, as JAX), 0 elsewhere (nan included), as
+    [x == out] * (1 - [y == out] / 2): arithmetic on masks, no selects."""
+    dt = b.type_of(out).dtype
+    is_x = b.convert_element_type(b.eq(x, out), dtype=dt)
+    is_y = b.convert_element_type(b.eq(y, out), dtype=dt)
+    return b.mul(is_x, b.sub(_lit(b, 1, out), b.mul(_lit(b, 0.5, out), is_y)))
 
 
 add = _nary("add", np.add, "fib", "x + y (logical or on bool)",
