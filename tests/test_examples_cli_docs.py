@@ -101,3 +101,16 @@ def test_cli_ir_grad_prints_the_forward_and_backward_program(model_file):
     body = "\n".join(lines[1:])
     assert body.count("tanh") == 1 and "sub 1.0:f32" in body  # the forward tanh, and its derivative 1 - y**2
     assert body.count("dot_general") == 3  # x @ w forward; cotangents of w and of x backward
+
+
+def test_bench_quick_checks_agreement_and_writes_every_workload(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run("-m", "tracegrad", "bench", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = json.loads(out.read_text())
+    timed = {(r["workload"], r["impl"]) for r in rows}
+    for workload in ("mlp loss", "mlp value_and_grad", "elementwise", "dispatch"):
+        assert (workload, "tracegrad jit") in timed and (workload, "numpy") in timed
+    assert "| mlp value_and_grad | tracegrad jit |" in result.stdout
