@@ -10,6 +10,7 @@ Writing a rule once against this interface makes it serve both.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -28,9 +29,37 @@ def params_key(value):
     if isinstance(value, (tuple, list)):
         return tuple(params_key(v) for v in value)
     if isinstance(value, Graph):
-        return ("graph", id(value))
+        return graph_key(value)
     hash(value)  # raises TypeError for a param that cannot be compared
     return value
+
+
+def graph_key(graph: Graph) -> tuple:
+    """A structural key: equal for two graphs that compute the same thing the
+    same way, whatever their Var objects (variables numbered by definition)."""
+    key = _graph_keys.get(graph)
+    if key is None:
+        number: dict[int, int] = {}
+
+        def ref(a):
+            if isinstance(a, Literal):
+                return a.key
+            return ("v", number[a.id]) if a.id in number else ("free", a.id)  # a malformed graph: the verifier says
+
+        for v in graph.inputs:
+            number[v.id] = len(number)
+        eqns = []
+        for eqn in graph.eqns:
+            eqns.append((eqn.prim.name, tuple(ref(a) for a in eqn.inputs), params_key(eqn.params),
+                         tuple(str(v.type) for v in eqn.outputs)))
+            for v in eqn.outputs:
+                number[v.id] = len(number)
+        key = _graph_keys[graph] = ("graph", tuple(str(t) for t in graph.in_types), tuple(eqns),
+                                    tuple(ref(a) for a in graph.outputs))
+    return key
+
+
+_graph_keys: "weakref.WeakKeyDictionary[Graph, tuple]" = weakref.WeakKeyDictionary()
 
 
 class Builder:
