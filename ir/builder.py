@@ -190,6 +190,7 @@ class GraphBuilder(Builder):
         self.source_fn = source_fn
         self.hash_cons = hash_cons
         self._memo: dict = {}
+        self.producer: dict[int, Eqn] = {}  # var id -> the equation that defines it
 
     def new_input(self, type: ShapedType) -> Var:
         return Var(type)
@@ -222,8 +223,10 @@ class GraphBuilder(Builder):
         out_types = prim.shape_rule(*[a.type for a in inputs], **params)
         outs = [Var(t) for t in out_types]
         source = self.source_override or (self.source_fn() if self.source_fn else None)
-        self.eqns.append(Eqn(prim, list(inputs), dict(params), outs, source,
-                             self.deriving.prim.name if self.deriving is not None else ""))
+        eqn = Eqn(prim, list(inputs), dict(params), outs, source,
+                  self.deriving.prim.name if self.deriving is not None else "")
+        self.eqns.append(eqn)
+        self.producer.update((v.id, eqn) for v in outs)
         if key is not None:
             self._memo[key] = (inputs, outs)  # keep inputs alive so their ids stay unique
         return outs

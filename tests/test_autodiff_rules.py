@@ -54,6 +54,11 @@ def test_registry_check_flags_a_differentiable_primitive_without_rules():
 
 
 # ------------------------------------------------- finite-difference checks
+def _kernel_body(x, y):
+    """A fusion pass's kernel body for operands shaped like x and y."""
+    return tg.make_ir(lambda a, c: tnp.tanh(a) * c + a)(np.zeros(x.shape, x.dtype), np.zeros(y.shape, y.dtype))
+
+
 def N(*shape, seed=0):
     """Normal data (mixed signs, distinct values: no ties)."""
     return make(shape, f64, kind="any", seed=("N", seed)) / 2
@@ -243,6 +248,8 @@ CASES = [
     Case("scatter_add_primitive", lambda x, u: bind1("scatter_add", x, u, IDX[:3]), N(3, 2), N(3, 2, seed=1)),
     Case("gather_two_axes_primitive", lambda x: bind1("gather", x, np.array([1, 0, 1]), np.array([2, 2, 0])),
          N(2, 3, 2)),
+    Case("fused_kernel_primitive", lambda x, y: bind1("fused", x, y, kind="elementwise", body=_kernel_body(x, y)),
+         N(2, 3), N(2, 3, seed=1)),
     # --- a small model: composite of everything above --------------------------------
     Case("mlp_loss", lambda w, x: tnp.mean((tnp.tanh(x @ w[:3]) @ w[3:].T - 1.0) ** 2), N(5, 2), N(4, 3, seed=1)),
 ]

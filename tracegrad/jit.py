@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ir import evaluate
+from ir.passes.pipeline import optimize
 
 from . import tree
 from .config import config
@@ -27,7 +28,7 @@ from .errors import ArgumentError
 from .tracing import ArgSplit, Signature, Traced, concrete_leaves, split_args, trace
 
 BACKENDS = ("interpret",)
-STAGES = ("traced",)
+STAGES = ("traced", "optimized", "fused")
 
 
 class CacheMissWarning(UserWarning):
@@ -63,10 +64,17 @@ class Compiled:
         self.backend = backend
         self._fun = fun
         self._static = static
+        self.passes = optimize(traced.graph)  # the pass pipeline: each stage's graph and what each pass did
 
     @property
     def graph(self):
+        """The traced program, before any pass."""
         return self.traced.graph
+
+    @property
+    def program(self):
+        """What runs: the program after the whole pipeline."""
+        return self.passes.fused
 
     def run(self, split: ArgSplit):
         return self.run_leaves(concrete_leaves(split))
@@ -74,7 +82,7 @@ class Compiled:
     def run_leaves(self, inputs: list[np.ndarray]):
         """Run on the dynamic leaves, already arrays of the signature's dtypes."""
         given = {id(a) for a in inputs}
-        outs = evaluate(self.traced.graph, inputs)
+        outs = evaluate(self.program, inputs)
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
 
     def __call__(self, *args, **kwargs):
@@ -93,11 +101,27 @@ class Lowered:
     def __init__(self, compiled: Compiled):
         self._compiled = compiled
 
-    def as_text(self, stage: str = "traced", *, source: bool = False) -> str:
+    def as_text(self, stage: str = "traced", *, source: bool = False, explain: bool = False) -> str:
+        """The program at ``stage``: "traced" (as recorded), "optimized" (after
+        folding, simplification, CSE and DCE, with what each pass did) or "fused"
+        (as kernels; ``explain=True`` adds why each boundary between kernels stayed)."""
         if stage not in STAGES:
             raise ValueError(f"stage {stage!r} is not available with the {self._compiled.backend!r} backend; "
                              f"stages: {', '.join(STAGES)}")
-        return self._compiled.graph.format(source=source)
+        passes = self._compiled.passes
+        if stage == "traced":
+            return passes.traced.format(source=source)
+        if stage == "optimized":
+            fired = [r for r in passes.records if r.name != "fusion" and r.fired]
+            summary = "\n".join(f"# {r.name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.fired.items()))
+                                for r in fired)
+            head = f"# {len(passes.traced.eqns)} equations traced, {len(passes.optimized.eqns)} after the passes\n"
+            return head + (summary + "\n" if summary else "") + passes.optimized.format(source=source)
+        text = passes.fused.format(source=source)
+        if explain:
+            boundaries = passes.fused.meta.get("boundaries", [])
+            text += "\n# why these kernels were not fused further:\n" + "\n".join(f"#   {b}" for b in boundaries)
+        return text
 
     def compile(self) -> Compiled:
         return self._compiled

@@ -127,3 +127,12 @@ custom_jvp_call = register(Primitive(
     "runs `fun`; forward mode runs the user's `jvp` program on (primals, tangents), returning (outputs, output "
     "tangents); reverse mode transposes it",
     jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp))
+
+
+# ----------------------------------------------------------------------- fused
+fused = register(Primitive(
+    "fused", _call_rule("fused", "body"), lambda *xs, kind, body: _evaluate(body, xs), FAMILY,
+    "one kernel: `body` runs as a single loop nest (`kind` elementwise, reduction or matmul with its "
+    "epilogue) reading its operands from memory once and writing only its outputs; made by the fusion pass",
+    jvp=lambda b, primals, tangents, outs, *, kind, body: _checkpoint_jvp(b, primals, tangents, outs, body=body),
+    vjp=lambda b, cts, primals, outs, *, kind, body: _checkpoint_vjp(b, cts, primals, outs, body=body)))

@@ -1,0 +1,128 @@
+"""The pass manager: an ordered pipeline of named graph -> graph passes.
+
+``optimize(graph)`` runs inlining, then constant folding, algebraic
+simplification, CSE and DCE to a fixpoint, then fusion, and returns the
+graph after each stage with statistics per pass: equations, kernels, bytes
+of intermediates that reach memory, rules fired, time. With ``verify=True``
+(tests, and TRACEGRAD_VERIFY=1) the verifier runs after every pass; with
+TRACEGRAD_DUMP_DIR set, the graph after every pass is written there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..graph import Graph, Var
+from ..verifier import verify as verify_graph
+from .cleanup import INLINE_RULES, cse, dce
+from .rewrite import rewrite
+from .simplify import ALGEBRA_RULES, FOLD_RULES
+
+# Equations that only relabel memory: no kernel runs for them.
+FREE = {"reshape", "constant"}
+
+
+@dataclass
+class PassRecord:
+    """What one pass did."""
+
+    name: str
+    eqns_before: int
+    eqns_after: int
+    kernels: int
+    bytes_to_memory: int
+    seconds: float
+    fired: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        rules = ", ".join(f"{k} x{v}" for k, v in sorted(self.fired.items())) or "no change"
+        return (f"{self.name:<9} {self.eqns_before:>4} -> {self.eqns_after:<4} equations  {self.kernels:>3} kernels  "
+                f"{self.bytes_to_memory:>10,} bytes of intermediates  {self.seconds * 1e3:6.1f} ms  {rules}")
+
+
+@dataclass
+class Optimized:
+    traced: Graph
+    optimized: Graph
+    fused: Graph
+    records: list[PassRecord]
+
+    def report(self) -> str:
+        return "\n".join(r.describe() for r in self.records)
+
+
+def kernels(graph: Graph) -> int:
+    """Equations that run a kernel: all but pure relabelling of memory."""
+    return sum(1 for e in graph.eqns if e.prim.name not in FREE)
+
+
+def bytes_to_memory(graph: Graph) -> int:
+    """Bytes of the values one top-level equation writes and another reads:
+    the intermediates that make a round trip through memory."""
+    read = {a.id for e in graph.eqns for a in e.inputs if isinstance(a, Var)}
+    outputs = {a.id for a in graph.outputs if isinstance(a, Var)}
+    return sum(v.type.nbytes for e in graph.eqns if e.prim.name not in FREE for v in e.outputs
+               if v.id in read and v.id not in outputs)
+
+
+def _passes() -> list[tuple[str, Callable[[Graph, Counter], Graph]]]:
+    from .fusion import fuse
+
+    return [
+        ("inline", lambda g, c: rewrite(g, INLINE_RULES, c)),
+        ("fold", lambda g, c: rewrite(g, FOLD_RULES, c)),
+        ("simplify", lambda g, c: rewrite(g, ALGEBRA_RULES, c)),
+        ("cse", cse),
+        ("dce", dce),
+        ("fusion", fuse),
+    ]
+
+
+PASS_NAMES = ("inline", "fold", "simplify", "cse", "dce", "fusion")
+FIXPOINT = ("fold", "simplify", "cse", "dce")
+
+
+def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None = None, max_rounds: int = 6
+             ) -> Optimized:
+    verify = os.environ.get("TRACEGRAD_VERIFY", "") not in ("", "0") if verify is None else verify
+    dump_dir = dump_dir if dump_dir is not None else os.environ.get("TRACEGRAD_DUMP_DIR") or None
+    passes = dict(_passes())
+    records: list[PassRecord] = []
+    step = [0]
+
+    def run(name: str, g: Graph) -> Graph:
+        fired: Counter = Counter()
+        start = time.perf_counter()
+        out = passes[name](g, fired)
+        seconds = time.perf_counter() - start
+        if verify:
+            verify_graph(out)
+        records.append(PassRecord(name, len(g.eqns), len(out.eqns), kernels(out), bytes_to_memory(out), seconds,
+                                  dict(fired)))
+        step[0] += 1
+        if dump_dir:
+            os.makedirs(dump_dir, exist_ok=True)
+            with open(os.path.join(dump_dir, f"{graph.name}.{step[0]:02d}.{name}.txt"), "w") as f:
+                f.write(out.format(source=True) + "\n")
+        return out
+
+    g = run("inline", graph)
+    for _ in range(max_rounds):
+        before = _fingerprint(g)
+        for name in FIXPOINT:
+            g = run(name, g)
+        if _fingerprint(g) == before:
+            break
+    optimized = g
+    fused = run("fusion", optimized)
+    return Optimized(graph, optimized, fused, records)
+
+
+def _fingerprint(graph: Graph):
+    from ..builder import graph_key
+
+    return graph_key(graph)
