@@ -51,7 +51,10 @@ def cmd_ir(ns) -> int:
             raise SystemExit("error: --grad needs at least one float argument")
         fun = value_and_grad(fun, argnums=floats)
     lowered = jit(fun).lower(*args)
-    print(lowered.as_text(ns.stage, source=ns.source))
+    print(lowered.as_text(ns.stage, source=ns.source, explain=ns.explain))
+    if ns.passes:
+        print("\n# passes, in order:")
+        print("\n".join(f"# {r.describe()}" for r in lowered.compile().passes.records))
     if ns.dot:
         with open(ns.dot, "w") as f:
             f.write(lowered.compile().graph.to_dot() + "\n")
@@ -83,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the forward and backward program: value_and_grad with respect to every float argument")
     p.add_argument("--stage", choices=STAGES, default="traced")
     p.add_argument("--source", action="store_true", help="show each equation's source line")
+    p.add_argument("--passes", action="store_true", help="list the passes and what each did")
+    p.add_argument("--explain", action="store_true", help="with --stage fused: why kernels were not fused further")
     p.add_argument("--dot", metavar="OUT.dot", help="also write the graph as Graphviz DOT")
     p.set_defaults(run=cmd_ir)
     p = sub.add_parser("demo", help="the main job: trace, print and run a small network")

@@ -113,8 +113,8 @@ class Lowered:
             return passes.traced.format(source=source)
         if stage == "optimized":
             fired = [r for r in passes.records if r.name != "fusion" and r.fired]
-            summary = "\n".join(f"# {r.name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.fired.items()))
-                                for r in fired)
+            summary = "\n".join(f"# {r.name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.fired.items()) if v)
+                                for r in fired if any(r.fired.values()))
             head = f"# {len(passes.traced.eqns)} equations traced, {len(passes.optimized.eqns)} after the passes\n"
             return head + (summary + "\n" if summary else "") + passes.optimized.format(source=source)
         text = passes.fused.format(source=source)

@@ -63,6 +63,12 @@ class _Groups:
         self.kind = {i: kind_of(e) for i, e in enumerate(eqns)}
         self.size = {i: _space(e) for i, e in enumerate(eqns)}  # elements the group's loop iterates over
         self.out_size = {i: e.outputs[0].type.size if e.outputs else 0 for i, e in enumerate(eqns)}
+        self.members_of = {i: [i] for i in range(len(eqns))}
+
+    def union(self, p: int, c: int) -> None:
+        """Put group p into group c."""
+        self.parent[p] = c
+        self.members_of[c] += self.members_of.pop(p)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -117,14 +123,20 @@ def _merged_kind(kp: str, kc: str) -> str:
 
 
 def _acyclic_after(groups: _Groups, p: int, c: int, consumers: dict[int, list[int]]) -> bool:
-    g = nx.DiGraph()
-    rep = lambda i: c if groups.find(i) in (p, c) else groups.find(i)
-    for i in range(len(groups.eqns)):
-        g.add_node(rep(i))
-        for j in consumers.get(i, []):
-            if rep(i) != rep(j):
-                g.add_edge(rep(i), rep(j))
-    return nx.is_directed_acyclic_graph(g)
+    """Merging p and c closes a cycle exactly when one reaches the other through a third kernel."""
+    def successors(g: int) -> set[int]:
+        return {groups.find(j) for i in groups.members_of[g] for j in consumers.get(i, ())} - {g}
+
+    for start, goal in ((p, c), (c, p)):
+        seen, stack = set(), [s for s in successors(start) if s != goal]
+        while stack:
+            g = stack.pop()
+            if g == goal:
+                return False
+            if g not in seen:
+                seen.add(g)
+                stack.extend(successors(g))
+    return True
 
 
 def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
@@ -159,7 +171,7 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
                 boundaries.append(f"{eqns[i].prim.name} -> {e.prim.name} ({a.type}): {reason}")
                 continue
             kind = _merged_kind(groups.kind[p], groups.kind[c])
-            groups.parent[p] = c
+            groups.union(p, c)
             groups.kind[c] = kind
             groups.size[c] = max(groups.size[c], groups.size[p])
             groups.out_size[c] = max(groups.out_size[c], groups.out_size[p]) if kind != "matmul" else \
@@ -182,7 +194,7 @@ def _merge_sibling_reductions(groups: _Groups, eqns, consumers, fired) -> None:
         for i in members[1:]:
             p, c = groups.find(i), groups.find(members[0])
             if p != c and groups.kind[p] == groups.kind[c] == "reduction" and _acyclic_after(groups, p, c, consumers):
-                groups.parent[p] = c
+                groups.union(p, c)
                 fired["sibling_reductions"] += 1
 
 

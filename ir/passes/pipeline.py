@@ -39,7 +39,7 @@ class PassRecord:
     fired: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        rules = ", ".join(f"{k} x{v}" for k, v in sorted(self.fired.items())) or "no change"
+        rules = ", ".join(f"{k} x{v}" for k, v in sorted(self.fired.items()) if v) or "no change"
         return (f"{self.name:<9} {self.eqns_before:>4} -> {self.eqns_after:<4} equations  {self.kernels:>3} kernels  "
                 f"{self.bytes_to_memory:>10,} bytes of intermediates  {self.seconds * 1e3:6.1f} ms  {rules}")
 
