@@ -89,9 +89,58 @@ def _space(eqn: Eqn) -> int:
     return max((v.type.size for v in eqn.outputs), default=0)
 
 
+def _role(eqn: Eqn, rows: tuple) -> str | None:
+    """An equation's place in a row kernel that loops over the leading shape ``rows``:
+    'row' (runs inside the loop on one row), 'accumulate' (a reduction over the
+    row axes, summed across iterations) or 'after' (runs once the loop is done)."""
+    k = len(rows)
+    if eqn.prim.name in REDUCTIONS:
+        shape, axes = eqn.inputs[0].type.shape, set(eqn.params["axes"])
+        if shape[:k] != rows:
+            return None
+        if all(a >= k for a in axes):
+            return "row"
+        return "accumulate" if set(range(k)) <= axes else None
+    return "row" if eqn.outputs[0].type.shape[:k] == rows else "after"
+
+
+def row_kernel(eqns: list[Eqn]) -> tuple | None:
+    """The longest leading shape over which ``eqns`` can run as one row kernel
+    (each row's values stay in cache between its passes, as in a softmax), or None."""
+    first = eqns[0].inputs[0].type.shape if eqns[0].prim.name in REDUCTIONS else eqns[0].outputs[0].type.shape
+    defined = {v.id: e for e in eqns for v in e.outputs}
+    for k in range(len(first), 0, -1):
+        rows = first[:k]
+        roles = {id(e): _role(e, rows) for e in eqns}
+        if any(r is None for r in roles.values()):
+            continue
+        ok = True
+        for e in eqns:
+            inner = [roles[id(defined[a.id])] for a in e.inputs if isinstance(a, Var) and a.id in defined]
+            if roles[id(e)] in ("row", "accumulate") and any(r != "row" for r in inner):
+                ok = False  # a row cannot read what is only known after the loop
+            if roles[id(e)] == "after" and "row" in inner:
+                ok = False
+        if ok:
+            return rows
+    return None
+
+
 def _why_not(groups: _Groups, p: int, c: int, only_consumer: bool) -> str | None:
     """None if producer group p may join consumer group c, else the reason."""
+    reason = _why_not_simple(groups, p, c, only_consumer)
+    if reason is not None and "matmul" not in (groups.kind[p], groups.kind[c]) and \
+            "other" not in (groups.kind[p], groups.kind[c]):
+        members = sorted(groups.members_of[p] + groups.members_of[c])
+        if row_kernel([groups.eqns[i] for i in members]) is not None:
+            return None
+    return reason
+
+
+def _why_not_simple(groups: _Groups, p: int, c: int, only_consumer: bool) -> str | None:
     kp, kc = groups.kind[p], groups.kind[c]
+    if "row" in (kp, kc):
+        return "the two kernels do not share a leading loop shape"
     if "other" in (kp, kc):
         name = groups.eqns[p if kp == "other" else c].prim.name
         return f"{name} is not fused with other work (it moves or selects data a loop nest cannot express)"
@@ -116,7 +165,7 @@ def _why_not(groups: _Groups, p: int, c: int, only_consumer: bool) -> str | None
 
 
 def _merged_kind(kp: str, kc: str) -> str:
-    for k in ("matmul", "reduction"):
+    for k in ("matmul", "row", "reduction"):
         if k in (kp, kc):
             return k
     return "elementwise"
@@ -171,6 +220,8 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
                 boundaries.append(f"{eqns[i].prim.name} -> {e.prim.name} ({a.type}): {reason}")
                 continue
             kind = _merged_kind(groups.kind[p], groups.kind[c])
+            if _why_not_simple(groups, p, c, only) is not None:
+                kind = "row"  # allowed only as a row kernel
             groups.union(p, c)
             groups.kind[c] = kind
             groups.size[c] = max(groups.size[c], groups.size[p])
