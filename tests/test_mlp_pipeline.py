@@ -1,0 +1,66 @@
+"""The pass pipeline on the program it exists for: value_and_grad of an MLP
+training loss. Golden dumps pin each stage (regenerate with
+TRACEGRAD_UPDATE_GOLDEN=1 after an intended change, and read the diff)."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tracegrad as tg
+import tracegrad.numpy as tnp
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from passes import most_kernels_between_matmuls  # noqa: E402
+
+
+def mlp_loss(w1, b1, w2, b2, w3, b3, x, onehot):
+    h = tnp.maximum(x @ w1 + b1, 0.0)
+    h = tnp.maximum(h @ w2 + b2, 0.0)
+    logits = h @ w3 + b3
+    top = tnp.max(logits, axis=1, keepdims=True)
+    log_z = tnp.log(tnp.sum(tnp.exp(logits - top), axis=1, keepdims=True)) + top
+    return -tnp.mean(tnp.sum(onehot * (logits - log_z), axis=1))
+
+
+def mlp_args(sizes=(4, 8, 8, 3), batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    params = []
+    for m, n in zip(sizes, sizes[1:]):
+        params += [rng.standard_normal((m, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)]
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    onehot = np.eye(sizes[-1], dtype=np.float32)[rng.integers(0, sizes[-1], batch)]
+    return params + [x, onehot]
+
+
+STEP = tg.jit(tg.value_and_grad(mlp_loss, argnums=tuple(range(6))))
+
+
+@pytest.mark.parametrize("stage", ["traced", "optimized", "fused"])
+def test_golden_dump_of_the_mlp_training_step(stage):
+    text = STEP.lower(*mlp_args()).as_text(stage) + "\n"
+    path = GOLDEN / f"mlp_step.{stage}.txt"
+    if os.environ.get("TRACEGRAD_UPDATE_GOLDEN") or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_the_optimised_mlp_step_gives_the_traced_programs_numbers():
+    args = mlp_args(seed=3)
+    value, grads = STEP(*args)
+    ref_value, ref_grads = tg.value_and_grad(mlp_loss, argnums=tuple(range(6)))(*args)
+    np.testing.assert_array_equal(value, ref_value)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_array_equal(g, r)
+
+
+def test_the_mlp_step_is_one_kernel_per_matmul_and_at_most_one_kernel_between_matmuls():
+    passes = STEP.lower(*mlp_args(sizes=(784, 512, 512, 10), batch=128)).compile().passes
+    fused = passes.fused
+    assert len(fused.eqns) < len(passes.traced.eqns) / 4
+    assert sum(e.prim.name == "dot_general" or e.params.get("kind") == "matmul" for e in fused.eqns) == 8
+    assert most_kernels_between_matmuls(fused) <= 1
