@@ -8,6 +8,7 @@ two disagree."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -105,6 +106,11 @@ def show_gradients(params, x, onehot) -> bool:
     print(f"\n5. jit(value_and_grad(mlp_loss)): {len(joint.eqns)} equations, {forward} forward and "
           f"{len(joint.eqns) - forward} backward; the last ones compute the gradient of w1:\n")
     print("\n".join(joint.format(source=True).splitlines()[-6:]))
+    passes = step.lower(params, x, onehot).compile().passes
+    kinds = Counter(e.params.get("kind", e.prim.name) for e in passes.fused.eqns)
+    print(f"\n   The passes fold, simplify, deduplicate and fuse it into {len(passes.fused.eqns)} kernels ("
+          + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + "); the first:\n")
+    print("\n".join(passes.fused.format().splitlines()[1:8]))
     _, compiled = step(params, x, onehot)
     _, eager = tg.value_and_grad(mlp_loss)(params, x, onehot)  # traced with values, no jit
     gap = max(float(np.max(np.abs(compiled[k] - eager[k]))) for k in params)
