@@ -261,6 +261,8 @@ def _build(graph: Graph, groups: _Groups, producer: dict, fired: Counter) -> Gra
         for a in e.inputs:
             if isinstance(a, Var) and a.id in producer and groups.find(producer[a.id]) != groups.find(j):
                 dag.add_edge(groups.find(producer[a.id]), groups.find(j))
+    if not nx.is_directed_acyclic_graph(dag):  # the merges were checked one by one; this checks the result
+        raise AssertionError(f"fusion made a cycle between kernels: {nx.find_cycle(dag)}")
     for root in nx.lexicographical_topological_sort(dag, key=lambda r: min(members[r])):
         idx = members[root]
         body_eqns = [eqns[i] for i in idx]
