@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..builder import GraphBuilder
+from ..errors import VerificationError
 from ..graph import Eqn, Graph, Literal
 
 # rule(b, eqn, inputs) -> replacement outputs (atoms of b), or None to leave the equation alone
@@ -46,14 +47,28 @@ def rewrite(graph: Graph, rules: list[NamedRule], fired: Counter | None = None, 
             for rule in rules:
                 outs = rule.fn(b, eqn if params == eqn.params else _with_params(eqn, params), ins)
                 if outs is not None:
+                    _check_replacement(rule, eqn, outs)
                     fired[rule.name] += 1
                     break
             if outs is None:
                 outs = b.bind(eqn.prim, *ins, **params)
+                if len(b.eqns) == start:  # the hash-consing builder already had this equation
+                    fired["merged_duplicates"] += 1
         for new in b.eqns[start:]:
             new.derivative_of = new.derivative_of or eqn.derivative_of
         env.update({v.id: o for v, o in zip(eqn.outputs, outs)})
     return b.build(inputs, [read(a) for a in graph.outputs], graph.name)
+
+
+def _check_replacement(rule: NamedRule, eqn: Eqn, outs) -> None:
+    """A rule must replace an equation by values of exactly its output types:
+    a wrong shape would otherwise flow on silently (the shape rules of later
+    equations accept many shapes) and change what the program returns."""
+    got = [o.type for o in outs]
+    want = [v.type for v in eqn.outputs]
+    if got != want:
+        raise VerificationError(f"rewrite rule {rule.name!r} replaced `{eqn.prim.name}` (outputs "
+                                f"{', '.join(map(str, want))}) by values of types {', '.join(map(str, got))}")
 
 
 def _with_params(eqn: Eqn, params: dict) -> Eqn:

@@ -2,7 +2,8 @@
 under IEEE arithmetic.
 
 Every rewrite here gives bit-identical results for every input, NaN, Inf and
-signed zeros included; each rule's docstring says why. Rules that are only
+signed zeros included (a NaN's sign and payload aside, which IEEE 754 leaves
+unspecified for arithmetic); each rule's docstring says why. Rules that are only
 true of real numbers (x*0 -> 0 fails for inf and nan; x+0 -> x fails for -0.0;
 reassociation changes rounding) are deliberately absent.
 """
@@ -18,6 +19,8 @@ from .rewrite import NamedRule, rebind
 
 FOLD_LIMIT = 1 << 16  # evaluate non-elementwise equations on at most this many input elements
 KEEP_LIMIT = 4096  # keep a non-uniform folded result as a constant only up to this many elements
+# Moving, selecting or taking the extremum of equal elements gives that element again, whatever the size.
+UNIFORM_KEEPING = {"reshape", "transpose", "rev", "slice", "reduce_max", "reduce_min"}
 
 
 def uniform_value(b: GraphBuilder, a):
@@ -45,8 +48,11 @@ def known_value(b: GraphBuilder, a):
 def _as_atom(b: GraphBuilder, value: np.ndarray):
     """A folded value as an atom (a literal, a broadcast literal or a constant),
     or None for a large non-uniform array, which is not worth carrying in the graph."""
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return Literal(value)  # (np.ascontiguousarray would make it shape (1,))
     value = np.ascontiguousarray(value)
-    if value.ndim and value.size > KEEP_LIMIT and not _uniform(value.reshape(-1)):
+    if value.size > KEEP_LIMIT and not _uniform(value.reshape(-1)):
         return None
     return b.constant(value)
 
@@ -54,20 +60,27 @@ def _as_atom(b: GraphBuilder, value: np.ndarray):
 def fold(b: GraphBuilder, eqn: Eqn, ins: list):
     """Evaluate an equation whose inputs are all constants. Elementwise ones run
     on the scalars of uniform inputs, so a broadcast never becomes a large
-    array; others are evaluated when small. The canonical forms themselves
+    array, and layout moves and max/min of a uniform value stay uniform; others
+    are evaluated when their inputs and outputs are small, and a large
+    non-uniform result is left unfolded. The canonical forms themselves
     (a broadcast of a literal, iota, constant) are left alone."""
     if not ins or eqn.prim.name in ("broadcast_in_dim", "constant", "iota") or eqn.subgraphs():
         return None
+    if eqn.prim.name in UNIFORM_KEEPING:
+        u = uniform_value(b, ins[0])
+        if u is not None:
+            out = eqn.outputs[0].type
+            return [b.full(out.shape, u, out.dtype)]
     if eqn.prim.family == "elementwise":
         scalars = [uniform_value(b, a) for a in ins]
         if all(s is not None for s in scalars):
             with np.errstate(all="ignore"):
                 outs = eqn.prim.impl(*scalars, **eqn.params)
-            atoms = [_as_atom(b, np.broadcast_to(np.asarray(o, v.type.dtype), v.type.shape)) if v.type.shape
-                     else Literal(np.asarray(o, v.type.dtype)) for o, v in zip(outs, eqn.outputs)]
-            return atoms if all(a is not None for a in atoms) else None
-    if sum(a.type.size for a in ins) > FOLD_LIMIT:
-        return None
+            # The result is uniform too: a literal, broadcast to the output's shape without materialising it.
+            return [b.full(v.type.shape, np.asarray(o, v.type.dtype), v.type.dtype)
+                    for o, v in zip(outs, eqn.outputs)]
+    if sum(a.type.size for a in ins) > FOLD_LIMIT or sum(v.type.size for v in eqn.outputs) > FOLD_LIMIT:
+        return None  # (an outer product of two small inputs can be huge)
     values = [known_value(b, a) for a in ins]
     if any(v is None for v in values):
         return None
@@ -100,11 +113,15 @@ def mul_by_one(b, eqn, ins):
 
 
 def mul_by_minus_one(b, eqn, ins):
-    """x * -1 is -x, exactly (IEEE multiplication by -1 only flips the sign)."""
+    """x * -1 is -x, exactly (IEEE multiplication by -1 only flips the sign;
+    of a NaN, only the sign bit, which IEEE 754 leaves unspecified for
+    multiplication, may differ). -y * -1 is y at once, so that one pass
+    leaves no double negation behind."""
     if eqn.prim.name == "mul" and dtypes.is_float(eqn.outputs[0].type.dtype):
         for x, m in ((ins[0], ins[1]), (ins[1], ins[0])):
             if _is(b, m, -1) and _same_type(x, eqn):
-                return [b.neg(x)]
+                inner = _producer(b, x, "neg")
+                return [inner.inputs[0]] if inner is not None else [b.neg(x)]
     return None
 
 
@@ -158,9 +175,11 @@ def power_of_one(b, eqn, ins):
 
 def no_op_layout(b, eqn, ins):
     """A reshape to the same shape, the identity permutation, a broadcast to the
-    same shape with identity dimensions, a full unit-stride slice, a reduction
-    over no axes, a rev of no dimensions, a conversion to the same dtype: each
-    returns its operand unchanged."""
+    same shape with identity dimensions, a full unit-stride slice, a max, min
+    or product over no axes (or an integer sum), a rev of no dimensions, a
+    conversion to the same dtype: each returns its operand unchanged. (A float
+    sum over no axes is 0.0 + x, as NumPy computes it: -0.0 becomes +0.0, so
+    it stays.)"""
     name, p, x = eqn.prim.name, eqn.params, ins[0] if ins else None
     same = x is not None and isinstance(x, Var) and _same_type(x, eqn)
     if not same:
@@ -169,16 +188,21 @@ def no_op_layout(b, eqn, ins):
             or (name == "transpose" and tuple(p["permutation"]) == tuple(range(x.type.ndim)))
             or (name == "broadcast_in_dim" and tuple(p["broadcast_dimensions"]) == tuple(range(x.type.ndim)))
             or (name == "slice" and all(s == 0 for s in p["start_indices"]) and all(st == 1 for st in p["strides"]))
-            or (name in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod") and not p["axes"])
+            or (name in ("reduce_max", "reduce_min", "reduce_prod") and not p["axes"])
+            or (name == "reduce_sum" and not p["axes"] and not dtypes.is_float(x.type.dtype))
             or (name == "rev" and not p["dimensions"])):
         return [x]
     return None
 
 
 def merge_reshapes(b, eqn, ins):
-    """reshape(reshape(x)) is one reshape: both keep row-major order."""
+    """reshape(reshape(x)) is one reshape: both keep row-major order (and none
+    when it gives x's own shape back)."""
     inner = _producer(b, ins[0], "reshape") if eqn.prim.name == "reshape" else None
-    return rebind(b, eqn, [inner.inputs[0]]) if inner is not None else None
+    if inner is None:
+        return None
+    x = inner.inputs[0]
+    return [x] if _same_type(x, eqn) else rebind(b, eqn, [x])
 
 
 def merge_transposes(b, eqn, ins):
@@ -187,7 +211,10 @@ def merge_transposes(b, eqn, ins):
     if inner is None:
         return None
     p, q = inner.params["permutation"], eqn.params["permutation"]
-    return rebind(b, eqn, [inner.inputs[0]], permutation=tuple(p[i] for i in q))
+    composed = tuple(p[i] for i in q)
+    if composed == tuple(range(len(composed))):
+        return [inner.inputs[0]]  # a permutation and its inverse
+    return rebind(b, eqn, [inner.inputs[0]], permutation=composed)
 
 
 def merge_broadcasts(b, eqn, ins):
@@ -197,7 +224,10 @@ def merge_broadcasts(b, eqn, ins):
     if inner is None:
         return None
     d1, d2 = inner.params["broadcast_dimensions"], eqn.params["broadcast_dimensions"]
-    return rebind(b, eqn, [inner.inputs[0]], broadcast_dimensions=tuple(d2[d] for d in d1))
+    x, dims = inner.inputs[0], tuple(d2[d] for d in d1)
+    if _same_type(x, eqn) and dims == tuple(range(x.type.ndim)):
+        return [x]
+    return rebind(b, eqn, [x], broadcast_dimensions=dims)
 
 
 def round_trip_conversion(b, eqn, ins):
