@@ -282,8 +282,6 @@ def test_dump_dir_gets_the_graph_after_every_pass(tmp_path, monkeypatch, mlp):
     assert set(tmp_path.rglob("*")) == before
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.optimize names dump files <graph name>.<step>.<pass>.txt, so a "
-                   "second compilation of one function (a new shape) overwrites the first one's dumps")
 def test_dumps_of_two_compilations_of_one_function_do_not_overwrite_each_other(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACEGRAD_DUMP_DIR", str(tmp_path))
     jf = tg.jit(lambda x: tnp.exp(x) * 2.0)

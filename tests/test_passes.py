@@ -975,7 +975,9 @@ def test_dce_removes_dead_equations_inside_sub_graphs_but_keeps_their_outputs():
 
 
 # ------------------------------------------------------------------- inlining
-def test_checkpoint_and_custom_derivative_calls_are_inlined_nested_ones_in_one_pass():
+def test_custom_derivative_calls_are_inlined_but_checkpoints_stay_whole():
+    """A checkpoint is kept: inlining its forward copy would let CSE merge it
+    with the backward's recomputation and keep every intermediate alive."""
     def f(x):
         y = tg.checkpoint(lambda a: tg.checkpoint(lambda c: tnp.exp(c) * 2.0)(a) + 1.0)(x)
         return sin_saving_cos(y) + softsign(x)
@@ -984,9 +986,10 @@ def test_checkpoint_and_custom_derivative_calls_are_inlined_nested_ones_in_one_p
     graph = tg.make_ir(f)(x)
     assert {"checkpoint", "custom_vjp_call", "custom_jvp_call"} <= set(prims(graph))
     out, fired = run_rules(graph, INLINE_RULES)
-    assert fired["inline_calls"] == 4  # the outer checkpoint, the one inside it, and the two custom calls
-    assert not any(e.subgraphs() for e in out.walk_eqns())
-    assert {"exp", "sin", "cos", "abs", "div"} <= set(prims(out))
+    assert fired["inline_calls"] == 2  # the two custom calls
+    assert [e.prim.name for e in out.eqns].count("checkpoint") == 1
+    assert {"checkpoint", "sin", "cos", "abs", "div"} <= set(prims(out))
+    assert not {"custom_vjp_call", "custom_jvp_call"} & set(prims(out))
     assert_bit_identical(ir.evaluate(out, [x]), ir.evaluate(graph, [x]))
     # the custom_vjp residual (cos) is left for DCE
     assert "cos" not in prims(dce(out))

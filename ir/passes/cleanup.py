@@ -42,10 +42,12 @@ def _dce_param(value, fired):
 
 
 def _inline_call(b, eqn, ins):
-    """Once a program is differentiated, a checkpoint or a custom-derivative
-    call is just its body: inline it so the other passes see through it. (A
-    custom_vjp_call's residual outputs are left for DCE to drop.)"""
-    body = {"checkpoint": "body", "custom_jvp_call": "fun", "custom_vjp_call": "fwd"}.get(eqn.prim.name)
+    """Once a program is differentiated, a custom-derivative call is just its
+    function: inline it so the other passes see through it (a custom_vjp_call's
+    residual outputs are left for DCE to drop). A checkpoint stays whole: its
+    backward already recomputes the body, and inlining the forward copy would
+    let CSE merge the two and keep every intermediate alive, undoing it."""
+    body = {"custom_jvp_call": "fun", "custom_vjp_call": "fwd"}.get(eqn.prim.name)
     if body is None:
         return None
     return b.inline(eqn.params[body], ins)[0]

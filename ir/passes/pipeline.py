@@ -93,6 +93,9 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
     passes = dict(_passes())
     records: list[PassRecord] = []
     step = [0]
+    global _compilations
+    _compilations += 1
+    compilation = _compilations  # in dump file names, so a second signature's dumps do not overwrite the first's
 
     def run(name: str, g: Graph) -> Graph:
         fired: Counter = Counter()
@@ -106,7 +109,7 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
         step[0] += 1
         if dump_dir:
             os.makedirs(dump_dir, exist_ok=True)
-            with open(os.path.join(dump_dir, f"{graph.name}.{step[0]:02d}.{name}.txt"), "w") as f:
+            with open(os.path.join(dump_dir, f"{graph.name}.{compilation:03d}.{step[0]:02d}.{name}.txt"), "w") as f:
                 f.write(out.format(source=True) + "\n")
         return out
 
@@ -120,6 +123,9 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
     optimized = g
     fused = run("fusion", optimized)
     return Optimized(graph, optimized, fused, records)
+
+
+_compilations = 0
 
 
 def _fingerprint(graph: Graph):
