@@ -38,7 +38,8 @@ def _reduce(prim: str, a, axis, keepdims: bool, dtype=None):
     shape = shape_of(a)
     axes = normalize_axes(axis, len(shape))
     a = astype(a, dtype) if dtype is not None else a
-    out = bind1(prim, a, axes=axes) if axes else a
+    # A float sum over no axes still adds to 0.0 (turning -0.0 into +0.0, as NumPy); the others are the identity.
+    out = bind1(prim, a, axes=axes) if axes or (prim == "reduce_sum" and dtypes.is_float(dtype_of(a))) else a
     return _keep(out, shape, axes, keepdims)
 
 
