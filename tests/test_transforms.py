@@ -506,3 +506,11 @@ def test_debug_nans_under_jit_says_the_nan_is_in_a_derivative_and_how_to_guard_i
     f = tg.jit(tg.grad(lambda x: tnp.sum(tnp.where(x > 0, tnp.sqrt(x), 0.0))))
     with tg.debug_nans(), pytest.raises(FloatingPointError, match=r"in the derivative of sqrt(.|\n)*where\(x > 0, x, 1\)"):
         f(np.array([1.0, 0.0]))
+
+
+def test_jacobians_of_an_integer_output_are_float_zeros_in_both_modes():
+    f = lambda x: (x * 2.0, tnp.argmax(x))
+    x = np.array([1.0, 3.0, 2.0])
+    for jac in (tg.jacfwd(f)(x), tg.jacrev(f)(x)):
+        np.testing.assert_array_equal(jac[0], 2.0 * np.eye(3))
+        assert jac[1].dtype == np.float64 and jac[1].shape == (3,) and not jac[1].any()

@@ -267,6 +267,9 @@ def _jacobian(fun, argnums, forward: bool, name: str) -> Callable:
                 for j, t in enumerate(in_types):
                     stacked = tnp.stack([r[j] for r in rows], axis=0) if rows else np.zeros((0,) + t.shape, t.dtype)
                     blocks[i][j] = tnp.reshape(stacked, o.shape + t.shape)
+        for i, o in enumerate(out_types):
+            if not dtypes.is_float(o.dtype):  # no derivative flows to an integer output: zeros in both modes
+                blocks[i] = [np.zeros(o.shape + t.shape, t.dtype) for t in in_types]
         _, diff_tree = tree.flatten(diff)
         per_out = [tree.unflatten(diff_tree, row) for row in blocks]
         per_out = [p[0] if isinstance(argnums, int) else p for p in per_out]
