@@ -44,20 +44,37 @@ def _leaf_types(args):
     return leaves, in_tree, [type_and_weak(x) for x in leaves]
 
 
-class _InRule:
-    """While a custom function's own rules are traced, calls to it run the plain function."""
+class _Custom:
+    """A function with user-written derivative rules. Called outside any trace it
+    is the plain function; traced, it binds one primitive holding the traced
+    function and rules. While its own rules are traced (fwd usually calls f),
+    it is the plain function too."""
 
-    def __init__(self, custom):
-        self.custom = custom
+    missing_rule = ""
 
-    def __enter__(self):
-        self.custom._in_rule = True
+    def __init__(self, fun: Callable):
+        self.fun = fun
+        self._in_rule = False
+        functools.update_wrapper(self, fun)
 
-    def __exit__(self, *exc):
-        self.custom._in_rule = False
+    def _has_rule(self) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, *args):
+        if not self._has_rule():
+            raise TypeError(f"{type(self).__name__} function {self.__name__}() has no rule: "
+                            f"{self.missing_rule.format(name=self.__name__)}")
+        if self._in_rule or not _traced(args):
+            return self.fun(*args)
+        leaves, in_tree, types = _leaf_types(args)
+        self._in_rule = True
+        try:
+            return self._bind(leaves, in_tree, types)
+        finally:
+            self._in_rule = False
 
 
-class custom_vjp:
+class custom_vjp(_Custom):
     """A function with a user-written reverse-mode derivative::
 
         @tg.custom_vjp
@@ -67,24 +84,14 @@ class custom_vjp:
         f.defvjp(f_fwd, f_bwd)
     """
 
-    def __init__(self, fun: Callable):
-        self.fun = fun
-        self.fwd = self.bwd = None
-        self._in_rule = False
-        functools.update_wrapper(self, fun)
+    missing_rule = "call {name}.defvjp(fwd, bwd) first"
+    fwd = bwd = None
 
     def defvjp(self, fwd: Callable, bwd: Callable) -> None:
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args):
-        if self.fwd is None:
-            raise TypeError(f"custom_vjp function {self.__name__}() has no rule: call {self.__name__}.defvjp(fwd, "
-                            f"bwd) first")
-        if self._in_rule or not _traced(args):
-            return self.fun(*args)  # inside its own rule (fwd usually calls f) it is the plain function
-        leaves, in_tree, types = _leaf_types(args)
-        with _InRule(self):
-            return self._bind(leaves, in_tree, types)
+    def _has_rule(self) -> bool:
+        return self.fwd is not None
 
     def _bind(self, leaves, in_tree, types):
         fwd_graph, fwd_tree, _ = trace_graph(self.fwd, types, in_tree, getattr(self.fwd, "__name__", "fwd"), False)
@@ -117,7 +124,7 @@ class custom_vjp:
                                  f"of type {want}; each cotangent has its argument's shape and dtype")
 
 
-class custom_jvp:
+class custom_jvp(_Custom):
     """A function with a user-written forward-mode derivative, which also serves
     reverse mode (tracegrad transposes it)::
 
@@ -127,25 +134,15 @@ class custom_jvp:
         def f_jvp(primals, tangents): return f(*primals), tangent_out
     """
 
-    def __init__(self, fun: Callable):
-        self.fun = fun
-        self.rule = None
-        self._in_rule = False
-        functools.update_wrapper(self, fun)
+    missing_rule = "decorate one with @{name}.defjvp"
+    rule = None
 
     def defjvp(self, rule: Callable) -> Callable:
         self.rule = rule
         return rule
 
-    def __call__(self, *args):
-        if self.rule is None:
-            raise TypeError(f"custom_jvp function {self.__name__}() has no rule: decorate one with "
-                            f"@{self.__name__}.defjvp")
-        if self._in_rule or not _traced(args):
-            return self.fun(*args)  # inside its own rule (which usually calls f) it is the plain function
-        leaves, in_tree, types = _leaf_types(args)
-        with _InRule(self):
-            return self._bind(leaves, in_tree, types)
+    def _has_rule(self) -> bool:
+        return self.rule is not None
 
     def _bind(self, leaves, in_tree, types):
         fun_graph, out_tree, _ = trace_graph(self.fun, types, in_tree, self.__name__, False)
