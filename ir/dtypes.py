@@ -35,10 +35,6 @@ def is_int(dtype: np.dtype) -> bool:
     return dtype.kind in "iu"
 
 
-def is_bool(dtype: np.dtype) -> bool:
-    return dtype == bool_
-
-
 def canonicalize(dtype_like, what: str = "dtype") -> np.dtype:
     """Turn anything NumPy calls a dtype (``'float32'``, ``np.int64``, ``float``,
     ``'f32'``) into one of the supported dtypes, or raise a DTypeError that says

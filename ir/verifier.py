@@ -75,7 +75,8 @@ def _verify(graph: Graph, names: Namer, seen: set[int], checked: set[int]) -> No
             _fail(eqn, i, names, graph, f"the shape rule rejects the inputs: {e}")
         got = [v.type for v in eqn.outputs]
         if len(got) != len(expected):
-            _fail(eqn, i, names, graph, f"{eqn.prim.name} produces {len(expected)} outputs, the equation has {len(got)}")
+            _fail(eqn, i, names, graph,
+                  f"{eqn.prim.name} produces {len(expected)} outputs, the equation has {len(got)}")
         for k, (g, e) in enumerate(zip(got, expected)):
             if g != e:
                 _fail(eqn, i, names, graph, f"output {k} is declared {g} but {eqn.prim.name} produces {e}")

@@ -28,7 +28,6 @@ import tracegrad as tg
 import tracegrad.numpy as tnp
 from ir import GraphBuilder, Literal, ShapedType
 from ir.builder import graph_key
-from ir.graph import Constant
 from ir.passes import vjp_graph
 from ir.passes.cleanup import INLINE_RULES, cse, dce
 from ir.passes.fusion import fuse

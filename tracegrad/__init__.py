@@ -32,7 +32,9 @@ _install_array_methods(Tracer)
 __version__ = "0.1.0"
 
 __all__ = [
-    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "check_grads", "debug_nans", "config", "numpy", "Graph", "ShapedType", "Tracer", "JitFunction", "Lowered", "CacheInfo",
+    "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient",
+    "custom_vjp", "custom_jvp", "checkpoint", "check_grads", "debug_nans", "config", "numpy", "Graph", "ShapedType",
+    "Tracer", "JitFunction", "Lowered", "CacheInfo",
     "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
     "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
 ]

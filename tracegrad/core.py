@@ -276,7 +276,3 @@ def _flat(x):
             yield from _flat(e)
         else:
             yield e
-
-
-def is_traced(*xs) -> bool:
-    return any(isinstance(x, Tracer) for x in xs)

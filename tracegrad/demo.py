@@ -123,7 +123,8 @@ def show_gradients(params, x, onehot) -> bool:
     numeric = (bump(delta) - bump(-delta)) / (2 * eps)
     ok = gap < 1e-6 and abs(numeric - compiled["w1"][i, j]) < 1e-4
     print(f"\n   jit against no-jit: max |difference| {gap:.1e}; d loss / d w1[{i},{j}]: "
-          f"{compiled['w1'][i, j]:.6f} analytic, {numeric:.6f} by central differences   {'AGREE' if ok else 'DISAGREE'}")
+          f"{compiled['w1'][i, j]:.6f} analytic, {numeric:.6f} by central differences   "
+          f"{'AGREE' if ok else 'DISAGREE'}")
     return ok
 
 

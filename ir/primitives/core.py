@@ -95,10 +95,6 @@ def check_axes(prim: str, axes, ndim: int, what: str = "axes") -> None:
         raise ShapeError(f"{prim}: {what} {tuple(axes)} must be distinct and in [0, {ndim}) for a rank-{ndim} operand")
 
 
-def as_list(x) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 # ------------------------------------------------------ shared derivative rules
 def add_tangents(b, xs):
     """The sum of the non-zero terms, or None when every term is zero."""

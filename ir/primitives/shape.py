@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import ShapeError
 from ..types import ShapedType
 from .core import Primitive, check_axes, check_kinds, check_same_dtype, linear_rules, register
@@ -69,7 +68,8 @@ reshape = register(Primitive(
 # -------------------------------------------------------------------- transpose
 def _transpose_rule(x: ShapedType, *, permutation):
     if sorted(permutation) != list(range(x.ndim)):
-        raise ShapeError(f"transpose: permutation {tuple(permutation)} is not a permutation of the {x.ndim} axes of {x}")
+        raise ShapeError(f"transpose: permutation {tuple(permutation)} is not a permutation of the {x.ndim} axes "
+                         f"of {x}")
     return [ShapedType([x.shape[p] for p in permutation], x.dtype)]
 
 
@@ -77,7 +77,8 @@ transpose = register(Primitive(
     "transpose", _transpose_rule, lambda x, *, permutation: [np.transpose(x, permutation)], FAMILY,
     "output axis i is operand axis permutation[i]",
     **linear_rules(lambda b, t, x, *, permutation: b.transpose(t, permutation=permutation),
-                   lambda b, g, x, *, permutation: b.transpose(g, permutation=tuple(np.argsort(permutation).tolist())))))
+                   lambda b, g, x, *, permutation: b.transpose(g, permutation=tuple(int(i) for i in
+                                                                                     np.argsort(permutation))))))
 
 
 # ------------------------------------------------------------------------ slice
@@ -188,7 +189,7 @@ def _pad_impl(x, value, *, padding_config):
 
 
 def _pad_jvp(b, primals, tangents, outs, *, padding_config):
-    (x, value), (tx, tv) = primals, tangents
+    (x, _), (tx, tv) = primals, tangents
     if tx is None and tv is None:
         return [None]
     tx = b.zeros_like(x) if tx is None else tx
@@ -279,7 +280,7 @@ def _scatter_add_jvp(b, primals, tangents, outs):
 
 
 def _scatter_add_vjp(b, cts, primals, outs):
-    g, (x, updates, *indices) = cts[0], primals
+    g, indices = cts[0], primals[2:]
     return [g, b.gather(g, *indices)] + [None] * len(indices)
 
 
