@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+import tracegrad as tg
+import tracegrad.numpy as tnp
 from tracegrad import tree
 
 
@@ -82,3 +84,26 @@ def test_unflatten_refuses_the_wrong_number_of_leaves(n):
     _, td = tree.flatten({"a": 1, "b": (2,)})
     with pytest.raises(ValueError, match=r"has 2 leaves, got " + str(n)):
         tree.unflatten(td, list(range(n)))
+
+
+def test_namedtuples_are_nodes_that_keep_their_class():
+    from collections import namedtuple
+
+    Params = namedtuple("Params", ["w", "b"])
+    p = Params(np.ones(2), (np.zeros(1), None))
+    leaves, td = tree.flatten(p)
+    assert len(leaves) == 2 and str(td) == "Params(w=*, b=(*, None))"
+    back = tree.unflatten(td, leaves)
+    assert isinstance(back, Params) and back.b[1] is None
+    assert tree.leaf_paths(td, "p") == ["p.w", "p.b[0]"]
+
+
+def test_jit_and_grad_take_and_return_namedtuples():
+    from collections import namedtuple
+
+    Params = namedtuple("Params", ["w", "b"])
+    p = Params(np.array([1.0, 2.0]), np.array(0.5))
+    g = tg.jit(tg.grad(lambda p: tnp.sum(p.w * p.w) + p.b))(p)
+    assert isinstance(g, Params)
+    np.testing.assert_allclose(g.w, [2.0, 4.0])
+    np.testing.assert_allclose(g.b, 1.0)

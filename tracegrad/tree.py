@@ -14,7 +14,7 @@ from typing import Any, Callable
 class TreeDef:
     """The shape of a pytree: a node kind, its keys or length, and children."""
 
-    kind: str  # "leaf", "none", "tuple", "list", "dict"
+    kind: str  # "leaf", "none", "tuple", "list", "dict", "namedtuple" (keys: (the class,))
     keys: tuple = ()
     children: tuple = ()
 
@@ -34,6 +34,9 @@ class TreeDef:
             return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(self.keys, inner)) + "}"
         if self.kind == "list":
             return "[" + ", ".join(inner) + "]"
+        if self.kind == "namedtuple":
+            cls = self.keys[0]
+            return f"{cls.__name__}(" + ", ".join(f"{f}={c}" for f, c in zip(cls._fields, inner)) + ")"
         return "(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")"
 
 
@@ -49,8 +52,10 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 def _flatten(tree, leaves) -> TreeDef:
     if tree is None:
         return TreeDef("none")
-    if isinstance(tree, (tuple, list)) and not hasattr(tree, "_fields"):
-        return TreeDef(type(tree).__name__, (), tuple(_flatten(x, leaves) for x in tree))
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a namedtuple keeps its class
+        return TreeDef("namedtuple", (type(tree),), tuple(_flatten(x, leaves) for x in tree))
+    if isinstance(tree, (tuple, list)):
+        return TreeDef("list" if isinstance(tree, list) else "tuple", (), tuple(_flatten(x, leaves) for x in tree))
     if isinstance(tree, dict):
         keys = tuple(sorted(tree))
         return TreeDef("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
@@ -73,6 +78,8 @@ def _unflatten(td: TreeDef, it):
     children = [_unflatten(c, it) for c in td.children]
     if td.kind == "dict":
         return dict(zip(td.keys, children))
+    if td.kind == "namedtuple":
+        return td.keys[0](*children)
     return list(children) if td.kind == "list" else tuple(children)
 
 
@@ -84,6 +91,9 @@ def leaf_paths(treedef: TreeDef, prefix: str = "") -> list[str]:
         return []
     out = []
     for i, c in enumerate(treedef.children):
+        if treedef.kind == "namedtuple":
+            out.extend(leaf_paths(c, f"{prefix}.{treedef.keys[0]._fields[i]}"))
+            continue
         key = treedef.keys[i] if treedef.kind == "dict" else i
         out.extend(leaf_paths(c, f"{prefix}[{key!r}]"))
     return out
