@@ -83,6 +83,10 @@ class Builder:
         """A graph's Literal in this builder's currency."""
         return lit
 
+    def read(self, env: dict, a):
+        """A graph atom's value in this builder's currency: a literal, or env's value of a variable."""
+        return self.from_literal(a) if isinstance(a, Literal) else env[a.id]
+
     def at(self, source: SourceInfo | None, of: Eqn | None = None, wanted: list[bool] | None = None):
         """Context in which new equations carry ``source``: a derivative rule's
         equations cite the user's line of the equation ``of`` they differentiate.
@@ -95,14 +99,13 @@ class Builder:
         ``known`` values (by var id) are used instead of binding again."""
         env = dict(known or {})
         env.update({v.id: x for v, x in zip(graph.inputs, inputs)})
-        read = lambda a: self.from_literal(a) if isinstance(a, Literal) else env[a.id]
         for eqn in graph.eqns:
             if all(v.id in env for v in eqn.outputs):
                 continue
             with self.at(eqn.source):
-                outs = self.bind(eqn.prim, *[read(a) for a in eqn.inputs], **eqn.params)
+                outs = self.bind(eqn.prim, *[self.read(env, a) for a in eqn.inputs], **eqn.params)
             env.update({v.id: o for v, o in zip(eqn.outputs, outs)})
-        return [read(a) for a in graph.outputs], env
+        return [self.read(env, a) for a in graph.outputs], env
 
     def bind1(self, name: str, *inputs, **params):
         (out,) = self.bind(REGISTRY[name], *inputs, **params)
@@ -282,15 +285,13 @@ class EvaluatingGraphBuilder(GraphBuilder):
         outs = super().bind(prim, *inputs, **params)
         for eqn in self.eqns[n:]:  # none on a hash-cons hit
             for v, value in zip(eqn.outputs, run_eqn(eqn, [self.value_of(a) for a in eqn.inputs],
-                                                     lambda: Graph(list(self._inputs_seen()), self.eqns, []))):
+                                                     self._graph_so_far)):
                 self.values[v.id] = value
         return outs
 
-    def _inputs_seen(self):
+    def _graph_so_far(self) -> Graph:
+        """The equations recorded so far as a graph (its inputs: what they read but do not define), for naming
+        variables in a debug_nans message."""
         defined = {v.id for e in self.eqns for v in e.outputs}
-        seen = []
-        for e in self.eqns:
-            for a in e.inputs:
-                if isinstance(a, Var) and a.id not in defined and all(a is not s for s in seen):
-                    seen.append(a)
-        return seen
+        free = {a.id: a for e in self.eqns for a in e.inputs if isinstance(a, Var) and a.id not in defined}
+        return Graph(list(free.values()), self.eqns, [])

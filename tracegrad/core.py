@@ -15,7 +15,8 @@ from ir import Graph, GraphBuilder, Literal, NumpyBuilder, ShapedType, dtypes
 from ir.builder import EvaluatingGraphBuilder
 from ir.primitives import REGISTRY
 
-from .errors import ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
+from . import tree
+from .errors import ArgumentError, ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
 from .source import at_user_line, user_source
 
 _numpy_builder = NumpyBuilder()
@@ -71,6 +72,15 @@ class Trace:
     def bind(self, prim, args, params) -> list:
         return self.builder.bind(prim, *[self.atom(a) for a in args], **params)
 
+    def finish_tree(self, out) -> tuple[Graph, "tree.TreeDef"]:
+        """Close the trace on a function's result, a pytree of arrays, numbers or tracers."""
+        leaves, out_tree = tree.flatten(out)
+        for i, leaf in enumerate(leaves):
+            if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
+                raise ArgumentError(f"{self.name}() returned a {type(leaf).__name__} (output leaf {i}); a traced "
+                                    f"function returns arrays, numbers, or tuples / lists / dicts of them")
+        return self.finish([x if isinstance(x, Tracer) else as_operand(x) for x in leaves]), out_tree
+
     def finish(self, outputs: list) -> Graph:
         """Close the trace; outputs may be Tracers or constants. Captured outer
         values become the graph's last inputs (see ``captured``)."""
@@ -102,6 +112,12 @@ class Tracer:
     scalar (NumPy 2): a float32 array times a weak float stays float32."""
 
     __slots__ = ("trace", "atom", "weak")
+    __array_priority__ = 1000
+
+    def __init__(self, trace: Trace, atom, weak: bool = False):
+        self.trace = trace
+        self.atom = atom
+        self.weak = weak
 
     @property
     def value(self) -> np.ndarray | None:
@@ -109,12 +125,6 @@ class Tracer:
         if isinstance(self.atom, Literal):
             return self.atom.value
         return self.trace.builder.values.get(self.atom.id) if self.trace.concrete else None
-    __array_priority__ = 1000
-
-    def __init__(self, trace: Trace, atom, weak: bool = False):
-        self.trace = trace
-        self.atom = atom
-        self.weak = weak
 
     # -- what is known without a value -----------------------------------------
     @property

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-import numpy as np
 
 from ir import ShapedType
 
@@ -25,13 +24,7 @@ def trace_graph(fun: Callable, types: list[tuple[ShapedType, bool]], in_tree, na
     t = Trace(name)
     with t:
         tracers = [t.new_input(typ, weak) for typ, weak in types]
-        out = fun(*tree.unflatten(in_tree, tracers))
-        leaves, out_tree = tree.flatten(out)
-        for leaf in leaves:
-            if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
-                raise ArgumentError(f"{name}() returned a {type(leaf).__name__}; it must return arrays or pytrees of "
-                                    f"arrays")
-        graph = t.finish([x if isinstance(x, Tracer) else as_operand(x) for x in leaves])
+        graph, out_tree = t.finish_tree(fun(*tree.unflatten(in_tree, tracers)))
     if t.captured and not allow_capture:
         raise ArgumentError(f"{name}() closes over a traced value ({t.captured[0][0].type}); a function with a "
                             f"custom derivative must receive every traced value as an argument")

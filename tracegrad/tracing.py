@@ -169,14 +169,7 @@ def trace(fun: Callable, split: ArgSplit, name: str | None = None) -> Traced:
     tracers = [t.new_input(ShapedType(shape, dt), weak) for shape, dt, weak in split.signature.leaves]
     args, kwargs = split.rebuild(tracers)
     with t:
-        out = fun(*args, **kwargs)
-        out_leaves, out_tree = tree.flatten(out)
-        for i, leaf in enumerate(out_leaves):
-            if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
-                raise ArgumentError(f"{name}() returned a {type(leaf).__name__} (output leaf {i}); a traced function "
-                                    f"returns arrays, numbers, or tuples / lists / dicts of them")
-        outputs = [leaf if isinstance(leaf, Tracer) else as_operand(leaf) for leaf in out_leaves]
-        graph = t.finish(outputs)
+        graph, out_tree = t.finish_tree(fun(*args, **kwargs))
     return Traced(graph, out_tree, split.signature, [outer for outer, _ in t.captured])
 
 

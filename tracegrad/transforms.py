@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ir import Literal, NumpyBuilder, ShapedType, dtypes
-from ir.passes.autodiff import active_vars, backward, differentiable, jvp_inline
+from ir import NumpyBuilder, ShapedType, dtypes
+from ir.passes.autodiff import active_vars, backward, jvp_inline, seed_cotangents
 
 from . import tree
 from .core import Trace, Tracer, as_operand, bind1, current_trace, type_and_weak
@@ -43,20 +43,12 @@ class Linearized:
             tracers = [trace.new_input(t, w, x.value if isinstance(x, Tracer) else x if concrete else None)
                        for x, (t, w) in zip(leaves, map(type_and_weak, leaves))]
             out = fun(*tree.unflatten(in_tree, tracers))
-            if has_aux:
-                if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                    raise ArgumentError(f"{name}() was declared has_aux=True, so it must return a pair "
-                                        f"(output, auxiliary data); it returned a {type(out).__name__}")
-                out, aux = out
-            out_leaves, self.out_tree = tree.flatten(out)
-            aux_leaves, self.aux_tree = tree.flatten(aux) if has_aux else ([], None)
-            for leaf in out_leaves + aux_leaves:
-                if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float)):
-                    raise ArgumentError(f"{name}() returned a {type(leaf).__name__}; a differentiated function "
-                                        f"returns arrays, numbers, or tuples / lists / dicts of them")
-            graph = trace.finish([as_operand(x) if not isinstance(x, Tracer) else x
-                                  for x in out_leaves + aux_leaves])
-        self.graph, self.n_out, self.n_in = graph, len(out_leaves), len(leaves)
+            if has_aux and not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise ArgumentError(f"{name}() was declared has_aux=True, so it must return a pair "
+                                    f"(output, auxiliary data); it returned a {type(out).__name__}")
+            graph, both = trace.finish_tree(tuple(out) if has_aux else (out, None))
+        self.out_tree, self.aux_tree = both.children
+        self.graph, self.n_out, self.n_in = graph, self.out_tree.num_leaves, len(leaves)
         if self.outer is None:
             # The concrete trace already computed every value: they are the residuals.
             self.builder, self.env = NumpyBuilder(), trace.builder.values
@@ -69,7 +61,7 @@ class Linearized:
             self.outputs = [Tracer(self.outer, a) for a in atoms]
 
     def _read(self, a):
-        return self.builder.from_literal(a) if isinstance(a, Literal) else self.env[a.id]
+        return self.builder.read(self.env, a)
 
     @property
     def out(self):
@@ -94,11 +86,7 @@ class Linearized:
             raise RuntimeError("this vjp function belongs to a trace that has finished; call it inside the same "
                                "traced function")
         b, graph = self.builder, self.graph
-        cts: dict = {}
-        for a, ct in zip(graph.outputs[:self.n_out], out_cts):
-            if ct is not None and differentiable(a):
-                ct = self._lift(ct)
-                cts[a.id] = b.add(cts[a.id], ct) if a.id in cts else ct
+        cts = seed_cotangents(b, graph.outputs[:self.n_out], [None if ct is None else self._lift(ct) for ct in out_cts])
         inputs = graph.inputs[:self.n_in]
         found = backward(b, graph.eqns, self.env, cts, active_vars(graph.eqns, {v.id for v in inputs}))
         return [self._wrap(found[v.id] if v.id in found else b.zeros_like(self._read(v))) for v in inputs]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..builder import Builder, GraphBuilder
 from ..dtypes import is_float
-from ..graph import Eqn, Graph, Literal, Var
+from ..graph import Eqn, Graph, Var
 
 
 def differentiable(a) -> bool:
@@ -35,7 +35,7 @@ def jvp_inline(b: Builder, graph: Graph, primals: list, tangents: list, known: d
     env = dict(known or {})
     env.update({v.id: x for v, x in zip(graph.inputs, primals)})
     tan = {v.id: t for v, t in zip(graph.inputs, tangents) if t is not None and differentiable(v)}
-    read = lambda a: b.from_literal(a) if isinstance(a, Literal) else env[a.id]
+    read = lambda a: b.read(env, a)
     for eqn in graph.eqns:
         ins = [read(a) for a in eqn.inputs]
         if not all(v.id in env for v in eqn.outputs):
@@ -80,11 +80,20 @@ def active_vars(eqns: list[Eqn], sources: set[int]) -> set[int]:
     return active
 
 
+def seed_cotangents(b: Builder, outputs: list, out_cts: list) -> dict:
+    """Output cotangents by variable id, summed where one variable is output twice."""
+    cts: dict = {}
+    for a, ct in zip(outputs, out_cts):
+        if ct is not None and differentiable(a):
+            cts[a.id] = b.add(cts[a.id], ct) if a.id in cts else ct
+    return cts
+
+
 def backward(b: Builder, eqns: list[Eqn], env: dict, cts: dict, active: set[int] | None = None) -> dict:
     """Propagate cotangents (var id -> value, consumed) back through ``eqns``,
     whose forward values are in ``env``. Returns the cotangents that reach
     variables no equation defines (the inputs)."""
-    read = lambda a: b.from_literal(a) if isinstance(a, Literal) else env[a.id]
+    read = lambda a: b.read(env, a)
     for eqn in reversed(eqns):
         out_cts = [cts.pop(v.id, None) for v in eqn.outputs]
         if all(c is None for c in out_cts) or not eqn.prim.differentiable:
@@ -108,10 +117,7 @@ def vjp_inline(b: Builder, graph: Graph, primals: list, out_cts: list, known: di
     """Outputs of ``graph`` and the cotangents of its inputs (None where zero,
     and for inputs not in ``wrt``) for output cotangents ``out_cts``, emitted on ``b``."""
     outs, env = b.inline(graph, primals, known)
-    cts = {}
-    for a, ct in zip(graph.outputs, out_cts):
-        if ct is not None and differentiable(a):
-            cts[a.id] = b.add(cts[a.id], ct) if a.id in cts else ct
+    cts = seed_cotangents(b, graph.outputs, out_cts)
     wanted = {graph.inputs[i].id for i in _float_inputs(graph, wrt)}
     found = backward(b, graph.eqns, env, cts, active_vars(graph.eqns, wanted))
     return outs, [found.get(v.id) if v.id in wanted else None for v in graph.inputs]
@@ -129,11 +135,9 @@ def vjp_graph(graph: Graph, wrt: list[int] | None = None) -> Graph:
     for eqn in graph.eqns:
         env.update({v.id: v for v in eqn.outputs})
     ct_vars = [Var(a.type) for a in graph.outputs if is_float(a.type.dtype)]
-    cts: dict = {}
-    float_outputs = [a for a in graph.outputs if is_float(a.type.dtype)]
-    for a, ct in zip(float_outputs, ct_vars):
-        if isinstance(a, Var):
-            cts[a.id] = b.add(cts[a.id], ct) if a.id in cts else ct
+    one_each = iter(ct_vars)
+    cts = seed_cotangents(b, graph.outputs, [next(one_each) if is_float(a.type.dtype) else None
+                                             for a in graph.outputs])
     active = active_vars(graph.eqns, {graph.inputs[i].id for i in wrt})
     found = backward(b, graph.eqns, env, cts, active)
     results = []

@@ -33,6 +33,7 @@ import networkx as nx
 
 from ..builder import GraphBuilder
 from ..graph import Eqn, Graph, Literal, Var
+from ..primitives import REGISTRY
 from .cleanup import dce
 
 REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"}
@@ -261,6 +262,11 @@ def _build(graph: Graph, groups: _Groups, producer: dict, fired: Counter) -> Gra
         for a in e.inputs:
             if isinstance(a, Var) and a.id in producer and groups.find(producer[a.id]) != groups.find(j):
                 dag.add_edge(groups.find(producer[a.id]), groups.find(j))
+    readers: dict[int, set[int]] = {}  # var id -> the kernels that read it
+    for j, e in enumerate(eqns):
+        for a in e.inputs:
+            if isinstance(a, Var):
+                readers.setdefault(a.id, set()).add(groups.find(j))
     if not nx.is_directed_acyclic_graph(dag):  # the merges were checked one by one; this checks the result
         raise AssertionError(f"fusion made a cycle between kernels: {nx.find_cycle(dag)}")
     for root in nx.lexicographical_topological_sort(dag, key=lambda r: min(members[r])):
@@ -270,34 +276,26 @@ def _build(graph: Graph, groups: _Groups, producer: dict, fired: Counter) -> Gra
             new_eqns.append(body_eqns[0])
             continue
         inside = {v.id for e in body_eqns for v in e.outputs}
-        copied: list[Eqn] = []  # free producers recomputed inside this kernel
-        reads: list[Var] = []
+        copied: list[int] = []  # free producers recomputed inside this kernel
+        reads: dict[int, Var] = {}
         for e in body_eqns:
             for a in e.inputs:
-                if isinstance(a, Var) and a.id not in inside and all(a is not r for r in reads):
+                if isinstance(a, Var) and a.id not in inside and a.id not in reads:
                     src = producer.get(a.id)
                     if src is not None and _free_to_recompute(eqns[src]):
-                        copied.append(eqns[src])
+                        copied.append(src)
                         inside.add(a.id)
                         fired["recomputed_broadcasts"] += 1
                     else:
-                        reads.append(a)
-        used_outside = {a.id for j, e in enumerate(eqns) if groups.find(j) != root for a in e.inputs
-                        if isinstance(a, Var)}
-        writes = [v for e in body_eqns for v in e.outputs if v.id in used_outside or v.id in outputs]
-        body = _body(reads, sorted(copied, key=eqns.index) + body_eqns, writes, graph.name)
+                        reads[a.id] = a
+        writes = [v for e in body_eqns for v in e.outputs if readers.get(v.id, set()) - {root} or v.id in outputs]
+        body = _body(list(reads.values()), [eqns[i] for i in sorted(copied)] + body_eqns, writes, graph.name)
         kind = groups.kind[root]
         sources = [e.source for e in body_eqns if e.source is not None]
-        new_eqns.append(Eqn(_FUSED(), list(reads), {"kind": kind, "body": body},
+        new_eqns.append(Eqn(REGISTRY["fused"], list(reads.values()), {"kind": kind, "body": body},
                             writes, sources[-1] if sources else None))
         fired[f"{kind}_kernels"] += 1
     return Graph(list(graph.inputs), new_eqns, list(graph.outputs), graph.name, dict(graph.meta))
-
-
-def _FUSED():
-    from ..primitives import REGISTRY
-
-    return REGISTRY["fused"]
 
 
 def _body(reads: list[Var], eqns: list[Eqn], writes: list[Var], name: str) -> Graph:

@@ -16,9 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..builder import graph_key
 from ..graph import Graph, Var
 from ..verifier import verify as verify_graph
 from .cleanup import INLINE_RULES, cse, dce
+from .fusion import fuse
 from .rewrite import rewrite
 from .simplify import ALGEBRA_RULES, FOLD_RULES
 
@@ -69,20 +71,15 @@ def bytes_to_memory(graph: Graph) -> int:
                if v.id in read and v.id not in outputs)
 
 
-def _passes() -> list[tuple[str, Callable[[Graph, Counter], Graph]]]:
-    from .fusion import fuse
-
-    return [
-        ("inline", lambda g, c: rewrite(g, INLINE_RULES, c)),
-        ("fold", lambda g, c: rewrite(g, FOLD_RULES, c)),
-        ("simplify", lambda g, c: rewrite(g, ALGEBRA_RULES, c)),
-        ("cse", cse),
-        ("dce", dce),
-        ("fusion", fuse),
-    ]
-
-
-PASS_NAMES = ("inline", "fold", "simplify", "cse", "dce", "fusion")
+PASSES: dict[str, Callable[[Graph, Counter], Graph]] = {
+    "inline": lambda g, c: rewrite(g, INLINE_RULES, c),
+    "fold": lambda g, c: rewrite(g, FOLD_RULES, c),
+    "simplify": lambda g, c: rewrite(g, ALGEBRA_RULES, c),
+    "cse": cse,
+    "dce": dce,
+    "fusion": fuse,
+}
+PASS_NAMES = tuple(PASSES)
 FIXPOINT = ("fold", "simplify", "cse", "dce")
 
 
@@ -90,9 +87,7 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
              ) -> Optimized:
     verify = os.environ.get("TRACEGRAD_VERIFY", "") not in ("", "0") if verify is None else verify
     dump_dir = dump_dir if dump_dir is not None else os.environ.get("TRACEGRAD_DUMP_DIR") or None
-    passes = dict(_passes())
     records: list[PassRecord] = []
-    step = [0]
     global _compilations
     _compilations += 1
     compilation = _compilations  # in dump file names, so a second signature's dumps do not overwrite the first's
@@ -100,25 +95,26 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
     def run(name: str, g: Graph) -> Graph:
         fired: Counter = Counter()
         start = time.perf_counter()
-        out = passes[name](g, fired)
+        out = PASSES[name](g, fired)
         seconds = time.perf_counter() - start
         if verify:
             verify_graph(out)
         records.append(PassRecord(name, len(g.eqns), len(out.eqns), kernels(out), bytes_to_memory(out), seconds,
                                   dict(fired)))
-        step[0] += 1
         if dump_dir:
             os.makedirs(dump_dir, exist_ok=True)
-            with open(os.path.join(dump_dir, f"{graph.name}.{compilation:03d}.{step[0]:02d}.{name}.txt"), "w") as f:
+            step = len(records)
+            with open(os.path.join(dump_dir, f"{graph.name}.{compilation:03d}.{step:02d}.{name}.txt"), "w") as f:
                 f.write(out.format(source=True) + "\n")
         return out
 
     g = run("inline", graph)
+    key = graph_key(g)
     for _ in range(max_rounds):
-        before = _fingerprint(g)
         for name in FIXPOINT:
             g = run(name, g)
-        if _fingerprint(g) == before:
+        key, before = graph_key(g), key
+        if key == before:
             break
     optimized = g
     fused = run("fusion", optimized)
@@ -126,9 +122,3 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
 
 
 _compilations = 0
-
-
-def _fingerprint(graph: Graph):
-    from ..builder import graph_key
-
-    return graph_key(graph)
