@@ -284,9 +284,9 @@ class EvaluatingGraphBuilder(GraphBuilder):
         n = len(self.eqns)
         outs = super().bind(prim, *inputs, **params)
         for eqn in self.eqns[n:]:  # none on a hash-cons hit
-            for v, value in zip(eqn.outputs, run_eqn(eqn, [self.value_of(a) for a in eqn.inputs],
-                                                     self._graph_so_far)):
-                self.values[v.id] = value
+            with np.errstate(all="ignore"):
+                values = run_eqn(eqn, [self.value_of(a) for a in eqn.inputs], self._graph_so_far)
+            self.values.update((v.id, value) for v, value in zip(eqn.outputs, values))
         return outs
 
     def _graph_so_far(self) -> Graph:

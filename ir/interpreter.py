@@ -65,9 +65,9 @@ def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:
 
 
 def run_eqn(eqn: Eqn, inputs: list, graph_fn: Callable[[], Graph | None] = lambda: None) -> list[np.ndarray]:
-    """One equation on NumPy values, checked against its output types."""
-    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
-        outs = eqn.prim.impl(*inputs, **eqn.params)
+    """One equation on NumPy values, checked against its output types. The caller
+    holds np.errstate(all="ignore"): IEEE results (inf, nan) are values here, not warnings."""
+    outs = eqn.prim.impl(*inputs, **eqn.params)
     if len(outs) != len(eqn.outputs):
         raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")
     values = []
@@ -119,16 +119,20 @@ def _release_plan(graph: Graph) -> list[list[int]]:
 _plans: "weakref.WeakKeyDictionary[Graph, list]" = weakref.WeakKeyDictionary()
 
 
-def evaluate(graph: Graph, args: Sequence) -> list[np.ndarray]:
-    """Run ``graph`` on NumPy arrays; returns one array per graph output."""
-    env: dict[int, np.ndarray] = {v.id: a for v, a in zip(graph.inputs, check_args(graph, args))}
+def evaluate(graph: Graph, args: Sequence, *, checked_args: bool = False) -> list[np.ndarray]:
+    """Run ``graph`` on NumPy arrays; returns one array per graph output.
+    ``checked_args``: the caller guarantees the arguments' types (a sub-graph's
+    operands, already checked as the enclosing equation's values)."""
+    args = args if checked_args else check_args(graph, args)
+    env: dict[int, np.ndarray] = {v.id: a for v, a in zip(graph.inputs, args)}
 
     def read(a):
         return a.value if isinstance(a, Literal) else env[a.id]
 
-    for eqn, release in zip(graph.eqns, _release_plan(graph)):
-        for v, value in zip(eqn.outputs, run_eqn(eqn, [read(a) for a in eqn.inputs], lambda: graph)):
-            env[v.id] = value
-        for vid in release:
-            del env[vid]
+    with np.errstate(all="ignore"):
+        for eqn, release in zip(graph.eqns, _release_plan(graph)):
+            for v, value in zip(eqn.outputs, run_eqn(eqn, [read(a) for a in eqn.inputs], lambda: graph)):
+                env[v.id] = value
+            for vid in release:
+                del env[vid]
     return [read(a) for a in graph.outputs]

@@ -61,7 +61,7 @@ def _checkpoint_vjp(b, cts, primals, outs, *, body):
 
 
 checkpoint = register(Primitive(
-    "checkpoint", _call_rule("checkpoint", "body"), lambda *xs, body: evaluate(body, xs), FAMILY,
+    "checkpoint", _call_rule("checkpoint", "body"), lambda *xs, body: evaluate(body, xs, checked_args=True), FAMILY,
     "runs `body`; reverse mode stores only its inputs and recomputes its intermediates in the backward program",
     jvp=_checkpoint_jvp, vjp=_checkpoint_vjp))
 
@@ -92,7 +92,7 @@ def _custom_vjp_vjp(b, cts, primals, outs, *, fwd, bwd, num_outs):
 
 
 custom_vjp_call = register(Primitive(
-    "custom_vjp_call", _custom_vjp_rule, lambda *xs, fwd, bwd, num_outs: evaluate(fwd, xs),
+    "custom_vjp_call", _custom_vjp_rule, lambda *xs, fwd, bwd, num_outs: evaluate(fwd, xs, checked_args=True),
     FAMILY,
     "runs the user's `fwd` program, whose first `num_outs` outputs are the function's and the rest residuals; "
     "reverse mode runs the user's `bwd` program on (residuals, output cotangents)",
@@ -118,7 +118,7 @@ def _custom_jvp_vjp(b, cts, primals, outs, *, fun, jvp):
 
 
 custom_jvp_call = register(Primitive(
-    "custom_jvp_call", _custom_jvp_rule, lambda *xs, fun, jvp: evaluate(fun, xs), FAMILY,
+    "custom_jvp_call", _custom_jvp_rule, lambda *xs, fun, jvp: evaluate(fun, xs, checked_args=True), FAMILY,
     "runs `fun`; forward mode runs the user's `jvp` program on (primals, tangents), returning (outputs, output "
     "tangents); reverse mode transposes it",
     jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp))
@@ -126,7 +126,7 @@ custom_jvp_call = register(Primitive(
 
 # ----------------------------------------------------------------------- fused
 fused = register(Primitive(
-    "fused", _call_rule("fused", "body"), lambda *xs, kind, body: evaluate(body, xs), FAMILY,
+    "fused", _call_rule("fused", "body"), lambda *xs, kind, body: evaluate(body, xs, checked_args=True), FAMILY,
     "one kernel: `body` runs as a single loop nest (`kind` elementwise, reduction or matmul with its "
     "epilogue) reading its operands from memory once and writing only its outputs; made by the fusion pass",
     jvp=lambda b, primals, tangents, outs, *, kind, body: _checkpoint_jvp(b, primals, tangents, outs, body=body),
