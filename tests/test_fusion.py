@@ -334,9 +334,9 @@ def test_lower_shows_the_optimized_and_the_fused_program_with_explanations():
     assert "why" not in lowered.as_text("fused")
 
 
-def test_jit_runs_the_pipeline_and_gives_the_traced_programs_numbers():
+def test_the_interpreted_pipeline_gives_the_traced_programs_numbers_bit_for_bit():
     args = mlp_args(seed=4)
-    jf = tg.jit(STEP)
+    jf = tg.jit(STEP, backend="interpret")
     value, grads = jf(*args)
     compiled = jf.lower(*args).compile()
     assert compiled.program is compiled.passes.fused and kernel_eqns(compiled.program)

@@ -33,7 +33,8 @@ def mlp_args(sizes=(4, 8, 8, 3), batch=2, seed=0):
     return params + [x, onehot]
 
 
-STEP = tg.jit(tg.value_and_grad(mlp_loss, argnums=tuple(range(6))))
+VALUE_AND_GRAD = tg.value_and_grad(mlp_loss, argnums=tuple(range(6)))
+STEP = tg.jit(VALUE_AND_GRAD)
 
 
 @pytest.mark.parametrize("stage", ["traced", "optimized", "fused"])
@@ -46,12 +47,16 @@ def test_golden_dump_of_the_mlp_training_step(stage):
 
 
 def test_the_optimised_mlp_step_gives_the_traced_programs_numbers():
+    """Bit for bit on the interpreter (the passes change no rounding); native code agrees to float32 rounding."""
     args = mlp_args(seed=3)
-    value, grads = STEP(*args)
-    ref_value, ref_grads = tg.value_and_grad(mlp_loss, argnums=tuple(range(6)))(*args)
-    np.testing.assert_array_equal(value, ref_value)
-    for g, r in zip(grads, ref_grads):
-        np.testing.assert_array_equal(g, r)
+    ref_value, ref_grads = VALUE_AND_GRAD(*args)
+    for step, exact in ((tg.jit(VALUE_AND_GRAD, backend="interpret"), True), (STEP, False)):
+        value, grads = step(*args)
+        for g, r in zip([value, *grads], [ref_value, *ref_grads]):
+            if exact:
+                np.testing.assert_array_equal(g, r)
+            else:
+                np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
 
 
 def test_the_mlp_step_is_one_kernel_per_matmul_and_at_most_one_kernel_between_matmuls():

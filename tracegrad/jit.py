@@ -19,7 +19,10 @@ from typing import Callable
 import numpy as np
 
 from ir import evaluate
+from ir.interpreter import FINITE_CHECK, WHERE_HINT, describe_eqn
 from ir.passes.pipeline import optimize
+
+from codegen.runtime import Executable, MemoryStats, nonfinite_equation
 
 from . import tree
 from .config import config
@@ -27,8 +30,8 @@ from .core import Tracer, find_trace
 from .errors import ArgumentError
 from .tracing import ArgSplit, Signature, Traced, concrete_leaves, split_args, trace
 
-BACKENDS = ("interpret",)
-STAGES = ("traced", "optimized", "fused")
+BACKENDS = ("llvm", "interpret")
+STAGES = ("traced", "optimized", "fused", "llvm", "asm")
 
 
 class CacheMissWarning(UserWarning):
@@ -65,6 +68,10 @@ class Compiled:
         self._fun = fun
         self._static = static
         self.passes = optimize(traced.graph)  # the pass pipeline: each stage's graph and what each pass did
+        self._native = None
+        self._checked = None
+        if backend == "llvm":
+            self._native = Executable(self.passes.fused)
 
     @property
     def graph(self):
@@ -81,9 +88,30 @@ class Compiled:
 
     def run_leaves(self, inputs: list[np.ndarray]):
         """Run on the dynamic leaves, already arrays of the signature's dtypes."""
+        if self._native is not None:
+            if FINITE_CHECK.enabled:
+                return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
+            return tree.unflatten(self.traced.out_tree, self._native(inputs)[0])
         given = {id(a) for a in inputs}
         outs = evaluate(self.program, inputs)
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
+
+    def _run_checked(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """debug_nans on native code: a build with one kernel per equation, each output checked."""
+        if self._checked is None:
+            self._checked = Executable(self.passes.optimized, checked=True)
+        outs, status = self._checked(inputs)
+        if status:
+            kind, eqn = nonfinite_equation(self._checked, status)
+            message = f"debug_nans: {eqn.prim.name!r} produced {kind} {describe_eqn(eqn, self._checked.program.graph)}"
+            raise FloatingPointError(message + ("\n" + WHERE_HINT if eqn.derivative_of else ""))
+        return outs
+
+    def memory_stats(self) -> MemoryStats:
+        """Bytes the compiled program holds: its planned arena of intermediates and its outputs."""
+        if self._native is None:
+            raise ValueError("memory_stats() describes native code; this program runs on the 'interpret' backend")
+        return self._native.memory_stats()
 
     def __call__(self, *args, **kwargs):
         split = split_args(self._fun, args, kwargs, *self._static)
@@ -103,12 +131,19 @@ class Lowered:
 
     def as_text(self, stage: str = "traced", *, source: bool = False, explain: bool = False) -> str:
         """The program at ``stage``: "traced" (as recorded), "optimized" (after
-        folding, simplification, CSE and DCE, with what each pass did) or "fused"
-        (as kernels; ``explain=True`` adds why each boundary between kernels stayed)."""
-        if stage not in STAGES:
+        folding, simplification, CSE and DCE, with what each pass did), "fused"
+        (as kernels; ``explain=True`` adds why each boundary between kernels
+        stayed), or, on the llvm backend, "llvm" (the optimised LLVM IR) and
+        "asm" (the machine code for this CPU)."""
+        stages = STAGES if self._compiled.backend == "llvm" else STAGES[:3]
+        if stage not in stages:
             raise ValueError(f"stage {stage!r} is not available with the {self._compiled.backend!r} backend; "
-                             f"stages: {', '.join(STAGES)}")
+                             f"stages: {', '.join(stages)}")
         passes = self._compiled.passes
+        if stage == "llvm":
+            return self._compiled._native.llvm_ir()
+        if stage == "asm":
+            return self._compiled._native.assembly()
         if stage == "traced":
             return passes.traced.format(source=source)
         if stage == "optimized":
@@ -209,8 +244,9 @@ class JitFunction:
         self._info = CacheInfo()
 
 
-def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), backend: str = "interpret"):
-    """Trace ``fun`` once per argument signature and run the cached program.
+def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), backend: str = "llvm"):
+    """Trace ``fun`` once per argument signature and run the cached program:
+    native code by default, or the reference interpreter with ``backend="interpret"``.
 
     Usable as ``jit(f)``, ``@jit`` or ``@jit(static_argnums=1)``."""
     if fun is None:

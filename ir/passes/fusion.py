@@ -90,7 +90,7 @@ def _space(eqn: Eqn) -> int:
     return max((v.type.size for v in eqn.outputs), default=0)
 
 
-def _role(eqn: Eqn, rows: tuple) -> str | None:
+def role(eqn: Eqn, rows: tuple) -> str | None:
     """An equation's place in a row kernel that loops over the leading shape ``rows``:
     'row' (runs inside the loop on one row), 'accumulate' (a reduction over the
     row axes, summed across iterations) or 'after' (runs once the loop is done)."""
@@ -112,7 +112,7 @@ def row_kernel(eqns: list[Eqn]) -> tuple | None:
     defined = {v.id: e for e in eqns for v in e.outputs}
     for k in range(len(first), 0, -1):
         rows = first[:k]
-        roles = {id(e): _role(e, rows) for e in eqns}
+        roles = {id(e): role(e, rows) for e in eqns}
         if any(r is None for r in roles.values()):
             continue
         ok = True

@@ -1,0 +1,219 @@
+"""A whole program (the fused graph) as one LLVM module with one entry point.
+
+``tg_main(i8** args, i8* arena) -> i32`` calls the kernels in order and
+returns a status: 0, or a negative code for an input NumPy refuses (see
+``elementwise.py``). ``args``
+holds the program's inputs, its constants and its output buffers (allocated
+by the runtime, so results are arrays the caller owns); every intermediate
+lives in ``arena``, one block per executable, at an offset chosen by the
+memory plan: two buffers share bytes when their lifetimes (from the kernel
+that writes them to the last kernel that reads them) do not overlap.
+
+The plan is computed from the graph alone, so a program loaded from the disk
+cache needs no code generation. In a checked build (``debug_nans``), every
+kernel holds one equation and the entry point returns the 1-based number of
+the first equation whose float output holds a NaN or an Inf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from ir.builder import GraphBuilder
+from ir.graph import Eqn, Graph, Var
+
+from .kernel import Kernel, KernelSignature
+from .llvmtypes import I8, I32, counted_loop, int64, intrinsic, memory_type
+
+ALIGN = 64
+ENTRY = "tg_main"
+DATA_OFFSET = 16  # where a NumPy array object holds its data pointer (checked by the runtime at import)
+
+
+def flatten_calls(graph: Graph) -> Graph:
+    """Inline the bodies of call primitives other than kernels (a checkpoint
+    runs its body once in the forward program; native code needs no boundary)."""
+    if not any(e.prim.family == "call" and e.prim.name != "fused" for e in graph.eqns):
+        return graph
+    b = GraphBuilder(hash_cons=False)
+    inputs = [b.new_input(v.type) for v in graph.inputs]
+    env = {v.id: x for v, x in zip(graph.inputs, inputs)}
+    for eqn in graph.eqns:
+        ins = [b.read(env, a) for a in eqn.inputs]
+        with b.at(eqn.source):
+            if eqn.prim.family == "call" and eqn.prim.name != "fused":
+                name = {"custom_jvp_call": "fun", "custom_vjp_call": "fwd"}.get(eqn.prim.name, "body")
+                outs, _ = b.inline(flatten_calls(eqn.params[name]), ins)
+                outs = outs[:len(eqn.outputs)]
+            else:
+                outs = b.bind(eqn.prim, *ins, **eqn.params)
+        env.update({v.id: o for v, o in zip(eqn.outputs, outs)})
+    return b.build(inputs, [b.read(env, a) for a in graph.outputs], graph.name)
+
+
+@dataclass
+class Plan:
+    """Where each buffer lives. ``args`` order: inputs, constants, outputs."""
+    inputs: list[Var]
+    constants: list[tuple[Var, np.ndarray]]
+    outputs: list[Var]                       # the distinct output Vars that kernels write
+    offsets: dict[int, int] = field(default_factory=dict)   # arena var id -> byte offset
+    arena_bytes: int = 0
+    unplanned_bytes: int = 0                 # what the intermediates would take without reuse
+
+    def arg_index(self, v: Var) -> int | None:
+        for i, u in enumerate(self.inputs + [c for c, _ in self.constants] + self.outputs):
+            if u.id == v.id:
+                return i
+        return None
+
+
+def _nbytes(v: Var) -> int:
+    return v.type.size * np.dtype(v.type.dtype).itemsize
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def plan_memory(graph: Graph, kernels: list[KernelSignature]) -> Plan:
+    """Lifetimes in kernel steps, then first-fit placement, largest buffers first."""
+    constants = [(e.outputs[0], e.params["value"].array) for e in graph.eqns if e.prim.name == "constant"]
+    outputs: list[Var] = []
+    input_ids = {v.id for v in graph.inputs} | {c.id for c, _ in constants}
+    for a in graph.outputs:
+        if isinstance(a, Var) and a.id not in input_ids and all(o.id != a.id for o in outputs):
+            outputs.append(a)
+    plan = Plan(list(graph.inputs), constants, outputs)
+    fixed = input_ids | {v.id for v in outputs}
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for step, sig in enumerate(kernels):
+        for v in sig.writes + sig.scratch:
+            if v.id not in fixed:
+                first.setdefault(v.id, step)
+                last[v.id] = max(last.get(v.id, step), step)
+                size[v.id] = _aligned(_nbytes(v))
+        for v in sig.reads:
+            if v.id in first:
+                last[v.id] = step
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    for vid in sorted(size, key=lambda i: (-size[i], first[i])):
+        offset = 0
+        for o, s, f, l_ in sorted((p for p in placed if not (p[3] < first[vid] or last[vid] < p[2]))):
+            if offset + size[vid] <= o:
+                break
+            offset = max(offset, o + s)
+        placed.append((offset, size[vid], first[vid], last[vid]))
+        plan.offsets[vid] = offset
+    plan.arena_bytes = max((o + s for o, s, _, _ in placed), default=0)
+    plan.unplanned_bytes = sum(size.values())
+    return plan
+
+
+def kernel_list(graph: Graph) -> list[tuple[Eqn, Kernel]]:
+    """A Kernel for every equation that computes (constants are buffers, not code)."""
+    out = []
+    for i, eqn in enumerate(graph.eqns):
+        if eqn.prim.name == "constant":
+            continue
+        if eqn.prim.name == "fused":
+            body, kind = eqn.params["body"], eqn.params["kind"]
+        else:
+            reads = []
+            for a in eqn.inputs:
+                if isinstance(a, Var) and all(r.id != a.id for r in reads):
+                    reads.append(a)
+            body, kind = Graph(reads, [eqn], list(eqn.outputs), f"{graph.name}_{eqn.prim.name}"), "other"
+        out.append((eqn, Kernel(f"k{i}_{eqn.prim.name}", body, kind)))
+    return out
+
+
+def _outer(eqn: Eqn, sig: KernelSignature) -> list[Var]:
+    """The program's Vars behind a kernel's reads and writes (a fused body has its own)."""
+    if eqn.prim.name != "fused":
+        return sig.reads + sig.writes
+    body = eqn.params["body"]
+    by_body = {v.id: a for v, a in zip(body.inputs, eqn.inputs)}
+    by_body.update({v.id: o for v, o in zip(body.outputs, eqn.outputs)})
+    return [by_body[v.id] for v in sig.reads + sig.writes]
+
+
+@dataclass
+class Program:
+    """A graph ready to emit: its kernels (scheduled, not yet emitted) and its memory plan."""
+    graph: Graph                  # calls inlined; a checked build's codes number its equations
+    kernels: list[tuple[Eqn, Kernel]]
+    signatures: list[KernelSignature]  # each kernel's buffers as the program's Vars
+    plan: Plan
+
+
+def prepare(graph: Graph) -> Program:
+    """Schedule every kernel and plan the memory; cheap, and all a cached object needs."""
+    graph = flatten_calls(graph)
+    kernels = kernel_list(graph)
+    signatures = []
+    for eqn, kernel in kernels:
+        outer = _outer(eqn, kernel.signature)
+        n = len(kernel.signature.reads)
+        signatures.append(KernelSignature(kernel.name, outer[:n], outer[n:], kernel.signature.scratch))
+    return Program(graph, kernels, signatures, plan_memory(graph, signatures))
+
+
+def emit(program: Program, checked: bool = False) -> str:
+    """The LLVM IR text of the module: the kernels and the entry point. ``args[i]``
+    points at the i-th buffer's data pointer, found ``DATA_OFFSET`` bytes in (the
+    runtime passes NumPy array objects themselves, whose data pointer sits there)."""
+    module = ir.Module(name=program.graph.name)
+    plan = program.plan
+    entry = ir.Function(module, ir.FunctionType(I32, [I8.as_pointer().as_pointer(), I8.as_pointer()]), name=ENTRY)
+    args, arena = entry.args
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    status = b.alloca(I32, name="status")
+    b.store(ir.Constant(I32, 0), status)
+    data: dict[int, ir.Value] = {}
+
+    def pointer(v: Var) -> ir.Value:
+        index = plan.arg_index(v)
+        if index is None:
+            raw = b.gep(arena, [int64(plan.offsets[v.id])])
+        elif index in data:
+            raw = data[index]
+        else:
+            holder = b.gep(b.load(b.gep(args, [int64(index)])), [int64(DATA_OFFSET)])
+            raw = data[index] = b.load(b.bitcast(holder, I8.as_pointer().as_pointer()))
+        return b.bitcast(raw, memory_type(v.type.dtype).as_pointer())
+
+    for (eqn, kernel), sig in zip(program.kernels, program.signatures):
+        fn = kernel.emit(module)
+        b.call(fn, [pointer(v) for v in sig.reads + sig.writes + sig.scratch] + [status])
+        if checked:
+            floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
+            _check_finite(b, [pointer(v) for v in floats], floats, program.graph.eqns.index(eqn) + 1)
+    b.ret(b.load(status))
+    return str(module)
+
+
+def _check_finite(b: ir.IRBuilder, pointers: list, vars_: list[Var], number: int) -> None:
+    """Return ``2 * number`` from the entry point at the first NaN, ``2 * number + 1`` at the first Inf."""
+    for ptr, v in zip(pointers, vars_):
+        fn = b.function
+        bad_block = fn.append_basic_block(f"nonfinite{number}")
+        with counted_loop(b, int64(v.type.size), "check") as i:
+            x = b.load(b.gep(ptr, [i]))
+            finite = b.fcmp_ordered("<", intrinsic(b, "fabs", [x]), ir.Constant(x.type, float("inf")))
+            status = b.select(b.fcmp_unordered("uno", x, x), ir.Constant(I32, 2 * number),
+                              ir.Constant(I32, 2 * number + 1))
+            ok_block = fn.append_basic_block(f"finite{number}")
+            b.cbranch(finite, ok_block, bad_block)
+            b.position_at_end(ok_block)
+        after = b.block
+        b.position_at_end(bad_block)
+        code = b.phi(I32)
+        code.add_incoming(status, status.parent)
+        b.ret(code)
+        b.position_at_end(after)

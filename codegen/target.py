@@ -1,0 +1,109 @@
+"""The host machine as LLVM sees it: one target machine for this CPU (its
+name and every feature it reports, so AVX-512 code is emitted where the CPU
+has it), the O3 pipeline of llvmlite's pass builder, and the MCJIT engine
+that turns a module into callable machine code.
+
+Everything that compiles goes through ``compile_module``; everything that
+reads the generated code goes through ``assembly``. The fingerprint names the
+CPU and the compiler, so a cached object is never loaded on a machine that
+cannot run it."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import llvmlite
+import llvmlite.binding as llvm
+
+# Full-width vectors: LLVM's tuning for recent Intel server cores prefers
+# 256-bit ones, which halves the throughput of our streaming loops.
+TUNING = ",-prefer-256-bit"
+
+
+def new_target_machine() -> llvm.TargetMachine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=_features(),
+                                        opt=3, codemodel="jitdefault", jit=True)
+
+
+@functools.cache
+def target_machine() -> llvm.TargetMachine:
+    """The machine the optimiser and the assembly printer use. An engine owns
+    (and frees) the machine it is given, so each engine gets a new one."""
+    return new_target_machine()
+
+
+def _features() -> str:
+    features = llvm.get_host_cpu_features().flatten()
+    return features + TUNING if "+avx512f" in features else features
+
+
+@functools.cache
+def fingerprint() -> str:
+    """What a compiled object depends on besides its IR: the CPU and the compiler."""
+    text = "|".join([llvm.get_process_triple(), llvm.get_host_cpu_name(), _features(),
+                     llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info))])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def triple_and_layout() -> tuple[str, str]:
+    tm = target_machine()
+    return tm.triple, str(tm.target_data)
+
+
+def optimize(module: llvm.ModuleRef) -> None:
+    """The O3 pipeline, with loop and SLP vectorisation, in place."""
+    tm = target_machine()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pto.loop_interleaving = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+
+
+def parse(text: str) -> llvm.ModuleRef:
+    module = llvm.parse_assembly(text)
+    module.triple, module.data_layout = triple_and_layout()
+    module.verify()
+    return module
+
+
+class Engine:
+    """Machine code loaded into this process, kept alive as long as this object."""
+
+    def __init__(self, obj: bytes | None = None, module: llvm.ModuleRef | None = None):
+        self.object_code: bytes | None = obj
+        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+
+        def notify(_module, buffer: bytes) -> None:
+            self.object_code = buffer
+
+        self._engine.set_object_cache(notify, lambda _module: None)
+        if obj is not None:
+            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        if module is not None:
+            self._engine.add_module(module)
+        self._engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise KeyError(f"no function {name!r} in the compiled code")
+        return address
+
+
+def compile_module(text: str) -> tuple[Engine, llvm.ModuleRef]:
+    """Parse, optimise and compile LLVM IR text; returns the engine and the optimised module."""
+    module = parse(text)
+    optimize(module)
+    return Engine(module=module), module
+
+
+def assembly(module: llvm.ModuleRef) -> str:
+    return target_machine().emit_assembly(module)
