@@ -34,9 +34,11 @@ from ir.graph import Eqn, Graph, Literal, Var
 from ir.passes.fusion import REDUCTIONS, role, row_kernel
 
 from .elementwise import RULES, combine, convert, identity_of
-from .llvmtypes import I1, I32, I64, VOID, constant, counted_loop, int64, memory_type
+from .llvmtypes import I1, I8, I32, I64, VOID, constant, counted_loop, int64, memory_type
+from .parallel import WORKER, parallel_for
 
 ARG_REDUCTIONS = {"argmax", "argmin"}
+PARALLEL_MIN_WORK = 1 << 18  # loop iterations (multiply-adds for a matmul) before a stage is split across threads
 MATERIALISED = REDUCTIONS | ARG_REDUCTIONS | {"dot_general", "scatter_add"}
 
 
@@ -137,41 +139,96 @@ class Kernel:
 
     # -------------------------------------------------------------- emission
     def emit(self, module: ir.Module) -> ir.Function:
+        """The kernel function: ``(buffers..., i32* status, i64 threads)``."""
         self.module = module
         sig = self.signature
-        params = [memory_type(v.type.dtype).as_pointer() for v in sig.reads + sig.writes + sig.scratch]
-        params.append(I32.as_pointer())  # the status word
-        fn = ir.Function(self.module, ir.FunctionType(VOID, params), name=self.name)
-        fn.attributes.add("noinline")
-        fn.attributes.add("nounwind")
-        for arg in fn.args:
-            arg.add_attribute("noalias")
-        self.fn = fn
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.b.status = fn.args[-1]
-        self.mem = {v.id: arg for v, arg in zip(sig.reads + sig.writes + sig.scratch, fn.args)}
+        fn = self._function(self.name, [I64])
+        self._enter(fn, fn.args[:-1])
+        self.threads = fn.args[-1]
         self.inputs = {v.id for v in sig.reads}
         self.complete: set[int] = set()
-        self.slots: dict[int, ir.Value] = {}
+        self._parts = 0
         if self.rows is not None:
             for r in self.across_rows:
                 self._fill(r, ())
-            with self._nest(self.rows) as row:
-                for stage in self.row_stages:
-                    self._stage(stage, row)
+            if not self.across_rows and self.rows[0] > 1 and self._big(np.prod(self.rows) * self._row_work()):
+                self._split(self.rows[0], self._row_loop)
+            else:
+                self._row_loop(int64(0), int64(self.rows[0]))
             self.complete.update(r.id for s in self.row_stages for r in s.roots)
         for stage in self.after_stages:
             self._stage(stage, [])
         self.b.ret_void()
         return fn
 
-    def _nest(self, shape: tuple, prefix=()):
-        """Nested counted loops over ``shape``; yields the list of indices."""
+    def _function(self, name: str, extra: list) -> ir.Function:
+        """A function taking pointers to the kernel's buffers and the status word, then ``extra``."""
+        sig = self.signature
+        params = [memory_type(v.type.dtype).as_pointer() for v in sig.reads + sig.writes + sig.scratch]
+        fn = ir.Function(self.module, ir.FunctionType(VOID, params + [I32.as_pointer()] + extra), name=name)
+        fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        for arg in fn.args[:len(params) + 1]:
+            arg.add_attribute("noalias")
+        return fn
+
+    def _enter(self, fn: ir.Function, pointers) -> None:
+        """Emit into ``fn`` from now on, with the kernel's buffers at ``pointers`` (status last)."""
+        sig = self.signature
+        self.fn = fn
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.b.status = pointers[-1]
+        self.mem = {v.id: arg for v, arg in zip(sig.reads + sig.writes + sig.scratch, pointers)}
+        self.slots: dict[int, ir.Value] = {}
+
+    # ------------------------------------------------------------- threads
+    def _big(self, work) -> bool:
+        return int(work) >= PARALLEL_MIN_WORK
+
+    def _row_work(self) -> int:
+        return sum(int(np.prod(s.shape[len(self.rows):])) for s in self.row_stages)
+
+    def _row_loop(self, lo: ir.Value, hi: ir.Value) -> None:
+        with self._nest(self.rows, first=(lo, hi)) as row:
+            for stage in self.row_stages:
+                self._stage(stage, row)
+
+    def _split(self, n: int, emit_range) -> None:
+        """Emit ``emit_range(lo, hi)`` as a function of its own and run it over
+        ``range(n)`` in chunks, one per thread (parallel.py)."""
+        caller = (self.fn, self.b, self.mem, self.slots)
+        pointers = list(self.fn.args[:len(self.mem) + 1])
+        self._parts += 1
+        part = self._function(f"{self.name}.part{self._parts}", [I64, I64])
+        self._enter(part, part.args[:-2])
+        emit_range(part.args[-2], part.args[-1])
+        self.b.ret_void()
+        # the worker: (ctx, lo, hi) -> part(buffers from ctx..., lo, hi)
+        worker = ir.Function(self.module, WORKER, name=f"{self.name}.worker{self._parts}")
+        worker.linkage = "internal"
+        wb = ir.IRBuilder(worker.append_basic_block("entry"))
+        ctx, lo, hi = worker.args
+        loaded = [wb.bitcast(wb.load(wb.gep(ctx, [int64(i)])), p.type) for i, p in enumerate(pointers)]
+        wb.call(part, loaded + [lo, hi])
+        wb.ret_void()
+        self.fn, self.b, self.mem, self.slots = caller
+        b = self.b
+        with b.goto_entry_block():
+            frame = b.alloca(I8.as_pointer(), size=int64(len(pointers)), name="ctx")
+        for i, p in enumerate(pointers):
+            b.store(b.bitcast(p, I8.as_pointer()), b.gep(frame, [int64(i)]))
+        b.call(parallel_for(self.module), [worker, frame, int64(n), self.threads])
+
+    def _nest(self, shape: tuple, prefix=(), first=None):
+        """Nested counted loops over ``shape``; yields the list of indices.
+        ``first``: the (lo, hi) range of the outermost loop, when it is split across threads."""
         b = self.b
 
         class Nest:
             def __enter__(nest):
-                nest.loops = [counted_loop(b, int64(n), f"d{len(prefix) + d}") for d, n in enumerate(shape)]
+                nest.loops = [counted_loop(b, first[1] if first and d == 0 else int64(n), f"d{len(prefix) + d}",
+                                           start=first[0] if first and d == 0 else None)
+                              for d, n in enumerate(shape)]
                 return list(prefix) + [loop.__enter__() for loop in nest.loops]
 
             def __exit__(nest, *exc):
@@ -187,17 +244,34 @@ class Kernel:
                 self.slots[v.id] = self.b.alloca(memory_type(v.type.dtype), name=f"acc{v.id}")
         return self.slots[v.id]
 
-    def _stage(self, stage: Stage, prefix: list) -> None:
+    def _splittable(self, stage: Stage, prefix: list) -> bool:
+        """A stage outside a row loop whose first loop axis no reduction crosses, with enough work."""
+        if prefix or not stage.shape or stage.shape[0] < 2:
+            return False
+        if stage.special == "dot_general":
+            e = self.producer[stage.roots[0].id]
+            contract = int(np.prod([e.inputs[0].type.shape[d] for d in e.params["dimension_numbers"][0][0]]))
+            return self._big(int(np.prod(stage.shape)) * contract)
         if stage.special is not None:
-            getattr(self, "_" + stage.special)(stage.roots[0], prefix)
+            return False
+        for r in stage.roots:
+            e = self.producer[r.id]
+            if e.prim.name in REDUCTIONS and 0 in e.params["axes"]:
+                return False
+        return self._big(np.prod(stage.shape))
+
+    def _stage(self, stage: Stage, prefix: list) -> None:
+        emit = getattr(self, "_" + stage.special) if stage.special else self._loop_stage
+        if self._splittable(stage, prefix):
+            self._split(stage.shape[0], lambda lo, hi: emit(stage, prefix, (lo, hi)))
         else:
-            self._loop_stage(stage, prefix)
+            emit(stage, prefix)
         if self.rows is None or not prefix:
             self.complete.update(r.id for r in stage.roots)
         else:  # inside the row loop: this row's part is complete for the stages after it
             self.complete.update(r.id for r in stage.roots if r not in self.across_rows)
 
-    def _loop_stage(self, stage: Stage, prefix: list) -> None:
+    def _loop_stage(self, stage: Stage, prefix: list, first=None) -> None:
         shape, k = stage.shape, len(prefix)
         in_register: dict[int, int] = {}  # reduction root id -> the loop level its accumulator lives at
         for r in stage.roots:
@@ -220,7 +294,8 @@ class Kernel:
             if d == len(shape):
                 self._body(stage, idx, in_register)
             else:
-                with counted_loop(b, int64(shape[d]), f"d{d}") as i:
+                lo, hi = first if first is not None and d == 0 else (None, int64(shape[d]))
+                with counted_loop(b, hi, f"d{d}", start=lo) as i:
                     level(d + 1, idx + [i])
             for r in stage.roots:
                 if in_register.get(r.id) == d:
@@ -401,9 +476,10 @@ class Kernel:
         return convert(self.b, idx[e.params["dimension"]], np.int64, e.params["dtype"])
 
     # ---------------------------------------------------- materialising stages
-    def _dot_general(self, out: Var, prefix) -> None:
+    def _dot_general(self, stage: Stage, prefix, first=None) -> None:
         """out[batch, lhs free, rhs free] = sum over the contracting axes; the
         contraction is the innermost loop, accumulated in a register."""
+        out = stage.roots[0]
         e = self.producer[out.id]
         lhs, rhs = e.inputs
         (lc, rc), (lb, rbatch) = e.params["dimension_numbers"]
@@ -411,7 +487,7 @@ class Kernel:
         rfree = [d for d in range(rhs.type.ndim) if d not in rc and d not in rbatch]
         contract = [lhs.type.shape[d] for d in lc]
         b = self.b
-        with self._nest(out.type.shape) as idx:
+        with self._nest(out.type.shape, first=first) as idx:
             batch, li, ri = idx[:len(lb)], idx[len(lb):len(lb) + len(lfree)], idx[len(lb) + len(lfree):]
             slot = self._slot(out)
             b.store(self._to_memory(constant(out.type.dtype, 0), out), slot)
@@ -459,14 +535,15 @@ class Kernel:
             at = b.load(at_slot)
             b.store(convert(b, at, np.int64, out.type.dtype), self._address(out, idx))
 
-    def _argmax(self, out: Var, prefix) -> None:
-        self._arg_reduction(out, True)
+    def _argmax(self, stage: Stage, prefix) -> None:
+        self._arg_reduction(stage.roots[0], True)
 
-    def _argmin(self, out: Var, prefix) -> None:
-        self._arg_reduction(out, False)
+    def _argmin(self, stage: Stage, prefix) -> None:
+        self._arg_reduction(stage.roots[0], False)
 
-    def _scatter_add(self, out: Var, prefix) -> None:
+    def _scatter_add(self, stage: Stage, prefix) -> None:
         """Copy the operand, then add each update at its (clamped) index, in order."""
+        out = stage.roots[0]
         e = self.producer[out.id]
         x, updates, *indices = e.inputs
         b = self.b

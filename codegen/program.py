@@ -1,6 +1,6 @@
 """A whole program (the fused graph) as one LLVM module with one entry point.
 
-``tg_main(i8** args, i8* arena) -> i32`` calls the kernels in order and
+``tg_main(i8** args, i8* arena, i64 threads) -> i32`` calls the kernels in order and
 returns a status: 0, or a negative code for an input NumPy refuses (see
 ``elementwise.py``). ``args``
 holds the program's inputs, its constants and its output buffers (allocated
@@ -26,7 +26,7 @@ from ir.builder import GraphBuilder
 from ir.graph import Eqn, Graph, Var
 
 from .kernel import Kernel, KernelSignature
-from .llvmtypes import I8, I32, counted_loop, int64, intrinsic, memory_type
+from .llvmtypes import I8, I32, I64, counted_loop, int64, intrinsic, memory_type
 
 ALIGN = 64
 ENTRY = "tg_main"
@@ -170,8 +170,9 @@ def emit(program: Program, checked: bool = False) -> str:
     runtime passes NumPy array objects themselves, whose data pointer sits there)."""
     module = ir.Module(name=program.graph.name)
     plan = program.plan
-    entry = ir.Function(module, ir.FunctionType(I32, [I8.as_pointer().as_pointer(), I8.as_pointer()]), name=ENTRY)
-    args, arena = entry.args
+    entry = ir.Function(module, ir.FunctionType(I32, [I8.as_pointer().as_pointer(), I8.as_pointer(), I64]),
+                        name=ENTRY)
+    args, arena, threads = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     status = b.alloca(I32, name="status")
     b.store(ir.Constant(I32, 0), status)
@@ -190,7 +191,7 @@ def emit(program: Program, checked: bool = False) -> str:
 
     for (eqn, kernel), sig in zip(program.kernels, program.signatures):
         fn = kernel.emit(module)
-        b.call(fn, [pointer(v) for v in sig.reads + sig.writes + sig.scratch] + [status])
+        b.call(fn, [pointer(v) for v in sig.reads + sig.writes + sig.scratch] + [status, threads])
         if checked:
             floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
             _check_finite(b, [pointer(v) for v in floats], floats, program.graph.eqns.index(eqn) + 1)

@@ -124,16 +124,19 @@ class Executable:
         self.program: Program = prepare(graph)
         self.checked = checked
         self.key = cache_key(graph, checked)
-        obj = load_cached(self.key) if use_disk_cache else None
+        engine = _LOADED.get(self.key)
+        obj = load_cached(self.key) if use_disk_cache and engine is None else None
         self.from_disk = obj is not None
-        if obj is None:
-            engine, _ = target.compile_module(emit(self.program, checked))
-            if use_disk_cache and engine.object_code is not None:
-                store_cached(self.key, engine.object_code)
-        else:
-            engine = target.Engine(obj=obj)
+        if engine is None:
+            if obj is None:
+                engine, _ = target.compile_module(emit(self.program, checked))
+                if use_disk_cache and engine.object_code is not None:
+                    store_cached(self.key, engine.object_code)
+            else:
+                engine = target.Engine(obj=obj)
+            _LOADED[self.key] = engine
         self._engine = engine
-        self._entry = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)(
+        self._entry = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(
             engine.address(_program.ENTRY))
         plan = self.program.plan
         self._in_specs = [(v.type.shape, v.type.dtype) for v in plan.inputs]
@@ -144,6 +147,8 @@ class Executable:
         self._arena_address = self._arena.ctypes.data
         self._arena_lock = threading.Lock()
         self._results = self._result_recipe(graph)
+        self._outputs_in_order = self._results == [("output", i) for i in range(len(plan.outputs))]
+        self._pointers = (ctypes.c_void_p * max(self._n_args, 1))()
 
     def _result_recipe(self, graph: Graph) -> list[tuple[str, object]]:
         """How each graph output is obtained: a kernel's output buffer, or a copy of an input, constant or literal."""
@@ -170,8 +175,9 @@ class Executable:
         out = sum(v.type.size * np.dtype(v.type.dtype).itemsize for v in plan.outputs)
         return MemoryStats(plan.arena_bytes, out, plan.unplanned_bytes)
 
-    def __call__(self, args: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """Run on the inputs; returns the outputs and the entry point's status (0, or a checked build's code)."""
+    def __call__(self, args: list[np.ndarray], threads: int = 1) -> tuple[list[np.ndarray], int]:
+        """Run on the inputs with up to ``threads`` threads; returns the outputs
+        and the entry point's status (0, or a checked build's code)."""
         if len(args) != len(self._in_specs):
             raise TypeError(f"the compiled program takes {len(self._in_specs)} arrays, got {len(args)}")
         arrays = []
@@ -180,22 +186,25 @@ class Executable:
                 a = np.asarray(a)
             if a.shape != shape or a.dtype != dtype:
                 raise _mismatch(i, a, shape, dtype)
-            if not (a.flags.c_contiguous and a.flags.aligned):
+            flags = a.flags
+            if not (flags.c_contiguous and flags.aligned):
                 a = np.ascontiguousarray(a)  # strided, reversed or misaligned: copied, never read wrongly
             arrays.append(a)
         outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
-        pointers = (ctypes.c_void_p * max(self._n_args, 1))(*map(id, arrays + self._constants + outs))
+        objects = list(map(id, arrays + self._constants + outs))
         if self._arena_lock.acquire(blocking=False):
             try:
-                status = self._entry(pointers, self._arena_address)
+                self._pointers[:self._n_args] = objects
+                status = self._entry(self._pointers, self._arena_address, threads)
             finally:
                 self._arena_lock.release()
-        else:  # another thread is inside this executable: give this call an arena of its own
-            status = self._entry(pointers, _aligned_empty(self.program.plan.arena_bytes).ctypes.data)
+        else:  # another thread is inside this executable: this call gets buffers of its own
+            pointers = (ctypes.c_void_p * max(self._n_args, 1))(*objects)
+            status = self._entry(pointers, _aligned_empty(self.program.plan.arena_bytes).ctypes.data, threads)
         if status < 0:
             kind, message = ERRORS[status]
             raise kind(message)
-        return self._collect(arrays, outs), status
+        return (outs if self._outputs_in_order else self._collect(arrays, outs)), status
 
     def _collect(self, arrays: list, outs: list) -> list[np.ndarray]:
         results = []
@@ -220,6 +229,19 @@ class Executable:
     def assembly(self) -> str:
         _, module = target.compile_module(emit(self.program, self.checked))
         return target.assembly(module)
+
+
+class _Loaded(dict):
+    """Machine code already in this process, by cache key (the most recent few hundred programs)."""
+    LIMIT = 256
+
+    def __setitem__(self, key, value) -> None:
+        if len(self) >= self.LIMIT:
+            del self[next(iter(self))]
+        super().__setitem__(key, value)
+
+
+_LOADED = _Loaded()
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:

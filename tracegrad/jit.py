@@ -91,7 +91,7 @@ class Compiled:
         if self._native is not None:
             if FINITE_CHECK.enabled:
                 return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
-            return tree.unflatten(self.traced.out_tree, self._native(inputs)[0])
+            return tree.unflatten(self.traced.out_tree, self._native(inputs, config.threads)[0])
         given = {id(a) for a in inputs}
         outs = evaluate(self.program, inputs)
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
@@ -100,7 +100,7 @@ class Compiled:
         """debug_nans on native code: a build with one kernel per equation, each output checked."""
         if self._checked is None:
             self._checked = Executable(self.passes.optimized, checked=True)
-        outs, status = self._checked(inputs)
+        outs, status = self._checked(inputs, config.threads)
         if status:
             kind, eqn = nonfinite_equation(self._checked, status)
             message = f"debug_nans: {eqn.prim.name!r} produced {kind} {describe_eqn(eqn, self._checked.program.graph)}"
