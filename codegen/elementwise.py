@@ -44,7 +44,7 @@ def _math(name: str):
 def math_call(b: ir.IRBuilder, name: str, xs: list) -> ir.Value:
     try:
         from . import mathlib
-        if name in mathlib.NAMES:
+        if name in getattr(mathlib, "NAMES", ()):
             return mathlib.call(b, name, xs)
     except ImportError:
         pass

@@ -1,64 +1,79 @@
-"""A generated single-threaded matrix multiply: C = (accumulate ? C : 0) + A @ B.
+"""A generated single-threaded matrix multiply: ``C = (accumulate ? C : 0) + A @ B``.
 
-Why generate one instead of calling NumPy's BLAS
-------------------------------------------------
-The NumPy wheel's OpenBLAS picks its AVX2 kernel on this CPU (about 130
-GFLOP/s float32 on one core), leaving half of each AVX-512 FMA unit idle, and
-calling it means leaving compiled code for Python. A kernel emitted into the
-same LLVM module runs at the 512-bit width, takes any strides (a transposed
-operand is just another pair of strides, absorbed by packing), accumulates
-into C in place (so a gradient sum needs no extra pass), and is re-entrant, so
-the caller can split the rows of C between threads.
+``define_gemm(module, dtype)`` adds ``void @tg_gemm_<dtype>(i64 m, i64 n, i64 k, T* a,
+i64 a_rs, i64 a_cs, T* b, i64 b_rs, i64 b_cs, T* c, i64 c_rs, i32 accumulate, i8* ws)``
+to an llvmlite module: A[i,p] is ``a[i*a_rs + p*a_cs]``, B[p,j] is ``b[p*b_rs + j*b_cs]``,
+C[i,j] is ``c[i*c_rs + j]`` (strides in elements, any sign; C must not overlap A or B).
+``ws`` is a caller-owned, 64-byte aligned scratch buffer of ``workspace_bytes(dtype)``
+bytes. Nothing global is written, so threads may run it at once on disjoint rows of C
+with separate workspaces.
 
-The blocking (Goto/BLIS scheme, written for a row-major C)
-----------------------------------------------------------
-Vectors run along the columns of C, which are contiguous. The micro-kernel
-holds an ``MR x NR`` block of C in ``MR * NV`` zmm accumulators (``NR = NV``
-vectors of 16 floats or 8 doubles). Each step along k loads ``NV`` vectors of
-a packed row of B and, for each of the ``MR`` rows, broadcasts one element of
-packed A from memory (the broadcast folds into the FMA's ``{1toN}`` memory
-operand) and issues ``NV`` FMAs. With ``MR = 14, NV = 2`` that is 28
-accumulators plus 2 B vectors, 30 of the 32 zmm registers, and 28 independent
-FMAs per step: more than the 2 ports x 4 cycles of latency that keep both FMA
-units busy, and only 16 loads per 28 FMAs.
+Why a generated kernel instead of NumPy's BLAS
+----------------------------------------------
+Called from generated code it needs no trip through Python and NumPy, takes any strides
+(the transposed operands of a backward pass are just other strides, absorbed by
+packing, so ``x.T @ g`` needs no copy), accumulates into C in place (a gradient sum
+needs no temporary), and lets the caller split rows between threads. It does not depend
+on which BLAS a NumPy wheel carries or how it threads. On this machine NumPy's OpenBLAS
+picks its AVX-512 (SkylakeX) kernels, so it is no slouch: ``benchmarks/gemm.py``
+compares the two (and XLA) shape by shape; this kernel is ahead on most shapes.
 
-Around it, the classic five loops::
+The micro-kernel: a register tile of C
+--------------------------------------
+Vectors run along the rows of C, which are contiguous. A tile of ``MR = 6`` rows by
+``NV = 4`` vectors (``NR = 64`` floats or 32 doubles) lives in 24 zmm accumulators; each
+k step loads 4 aligned vectors of packed B, broadcasts 6 elements of A and issues 24
+independent ``llvm.fma`` -- 29 of the 32 zmm registers, at least the 2 FMA ports x 4
+cycles of latency in flight, and 10 loads per 24 FMAs, well under the load ports' rate.
+(Measured against 14x2, 12x2, 8x3, 5x5 and 4x6 tiles: 6x4 and 8x3 were fastest, 14x2,
+with 16 loads per 28 FMAs, slowest; 6x4 also divides NR evenly into power-of-two n.)
+The k loop is unrolled 4 times and walks pointers with constant offsets, so every
+broadcast of packed A is a ``vbroadcastss/sd disp(reg)`` and nothing is spilled.
 
-    for jc in N by NC:                 C and B column block
-      for pc in K by KC:               one packed KC x NC block of B (L2/L3)
-        for ic in M by MC:             one packed MC x KC block of A (L2)
-          for jr in NC by NR:          one KC x NR micro-panel of B (L1)
-            for ir in MC by MR:        micro-kernel on an MR x NR tile of C
+The cache blocking (Goto/BLIS loop nest)
+----------------------------------------
+::
 
-* ``KC`` sizes the B micro-panel that stays in the 48 KB L1 while the ``ir``
-  loop streams A micro-panels past it: float32 ``256 x 32 x 4 B = 32 KB``
-  (float64 ``128 x 16 x 8 B = 16 KB``... see ``BLOCKINGS`` for the tuned
-  values) plus one ``MR x KC`` A micro-panel leaves room in L1. K is split into
-  equal blocks no larger than ``KC`` so that no block is a sliver whose C
-  load/store would not be amortised.
-* ``MC`` sizes the packed A block (``MC x KC``) to sit in the 2 MB L2 next to
-  the B block it is multiplied with.
-* ``NC`` bounds the packed B block (``KC x NC``) and so the workspace; B is
-  packed one micro-panel at a time just before its first use (in the first
-  ``ic`` iteration), so the freshly written panel is still in L1 when the
-  kernel reads it, and later ``ic`` iterations re-read it from L2/L3.
+    for jc in N by NC:                  columns of C and B
+      for pc in K by KC:                one k block
+        for ic in M by MC:              pack an MC x KC block of A            -> L2
+          for jr in NC by NR:           (first ic) pack a KC x NR panel of B  -> L1
+            for ir in MC by MR:         micro-kernel on an MR x NR tile of C
 
-Packing copies A into ``MR``-row panels stored k-major (``MR`` elements per
-k) and B into ``NR``-column panels stored k-major (``NR`` elements per k,
-zero-padded past the last column), so the kernel's loads are sequential
-whatever the operands' strides. Each packer picks one of three loops at run
-time: a vector copy when the panel's short side is contiguous (B normally, A
-transposed), an in-register transpose of 16x16 (8x8) blocks when the k side
-is contiguous (A normally, B transposed), and a scalar loop otherwise.
+* ``KC = 128`` keeps the B micro-panel, ``KC x NR`` = 32 KB in both dtypes, in the
+  48 KB L1 while the ``ir`` loop streams 3-6 KB A micro-panels past it. K (and M) are cut
+  into equal blocks no longer than KC (MC), so no block is a sliver whose C update is
+  not amortised. (KC from 64 to 512 measured within a few per cent of each other;
+  the large KCs won on 1024^3, the L1-sized one on the 128-row MLP shapes.)
+* ``MC`` (720 rows float32, 384 float64) sizes the packed A block, about 380 KB, to
+  stay in the 2 MB L2 while every B panel of the ``jc`` block passes it.
+* ``NC = 1024`` bounds the packed B block (512 KB / 1 MB, L2 or L3) and so the
+  workspace (``workspace_bytes``: about 0.9 MB float32, 1.4 MB float64).
+* B is packed one panel at a time just before the first ``ir`` loop that uses it, so
+  the first tile reads it from L1. While a panel's tiles run, each micro-kernel
+  prefetches (``prefetcht1``) one row of the *next* panel's source per iteration, so
+  that packing reads L2 instead of waiting on memory: the packing traffic overlaps the
+  FMAs. The C tile is prefetched for writing 64 k steps before the k loop ends: at the
+  start the A and B streams would evict it (C rows 4 KB apart share L1 sets).
+* With a single B panel (``n <= NR``) and contiguous A rows, A is read in place -- each A
+  tile would be used once, so packing it would only add a pass -- and k blocks may be
+  1024 long.
 
-Tails: rows (``mr < MR``) and vector counts (``nv < NV``) get their own
-unrolled kernels (one per pair, chosen by a switch), and the last vector of
-a tile is loaded and stored under a lane mask, so no element outside C is
-touched and no FMA is spent on a padding row. k not a multiple of the unroll
-runs a one-step remainder loop; ``k == 0`` zeroes C (or leaves it).
+Packing copies A into ``MR``-row panels stored k-major (``MR`` elements per k step, rows
+past the end zero) and B into ``NR``-column panels stored k-major (zero past the last
+column). Each packer picks one of three loops at run time: a (masked) vector copy when
+the panel's short side is contiguous (B as stored; A transposed), an in-register
+transpose of 16x16 (8x8) blocks when the k side is contiguous (A as stored; B
+transposed), and an element loop otherwise.
 
-Floating point: products are accumulated with explicit ``llvm.fma`` in k
-order within a k block, then added to C; no fast-math flags are used.
+Tails: a tile of ``nv < NV`` vectors has its own kernel, and the last vector of a tile
+row is read and written under a lane mask; the last row tile computes its zero padding
+rows but stores only real rows. So nothing outside C is touched. A one-vector tile
+(6 accumulators, fewer than the FMA latency hides) alternates k steps between two
+accumulator sets. ``k == 0`` zeroes C, or leaves it when accumulating.
+
+Floating point: explicit ``llvm.fma`` in k order within a k block (two interleaved
+partial sums for one-vector tiles), the block's sum then added to C; no fast-math flags.
 """
 
 from __future__ import annotations
@@ -291,19 +306,22 @@ class _GemmGenerator:
     # ---- the micro-kernel
 
     def define_microkernel(self, nv: int, packed: bool) -> ir.Function:
-        """``ukr(kc, ap, bp, c, c_rs, rows, beta, last_mask)``: C[:rows, :nv*lanes] (=|+=) Ap^T Bp.
+        """``ukr(kc, a, a_rs, bp, c, c_rs, rows, beta, last_mask, pf, pf_step)``:
+        C[:rows, :nv*lanes] = (beta ? C : 0) + A[:rows, :kc] @ Bp.
 
-        ``ap`` holds kc groups of ``MR`` elements (rows past ``rows`` are zero
-        padding), ``bp`` kc groups of ``NR`` (the first ``nv`` vectors are read,
-        64-byte aligned). Only the first ``rows`` rows of C are touched, and the
-        last vector of each row only under ``last_mask``."""
+        A is a packed panel (``packed``: kc groups of ``MR`` elements, padding rows zero)
+        or A in place (rows ``a_rs`` apart, k steps contiguous). ``bp`` holds kc rows of
+        ``NR`` elements, 64-byte aligned, of which the first ``nv`` vectors are read.
+        Only the first ``rows`` rows of C are touched, and the last vector of each row
+        only under ``last_mask``. Packed kernels prefetch one row of ``NR`` elements at
+        ``pf + i * pf_step`` in main-loop iteration i (see ``prefetch_plan``)."""
         bl = self.bl
         mr, lanes = bl.mr, bl.lanes
         fn = self.new_function(f"{self.prefix}.ukr.{'packed' if packed else 'direct'}.{nv}", [
-            ("kc", I64), ("a", self.ptr), ("a_rs", I64), ("a_cs", I64), ("bp", self.ptr),
+            ("kc", I64), ("a", self.ptr), ("a_rs", I64), ("bp", self.ptr),
             ("c", self.ptr), ("c_rs", I64), ("rows", I64), ("beta", I32), ("last_mask", self.mask_int),
             ("pf", I8.as_pointer()), ("pf_step", I64)])
-        kc, a, a_rs, a_cs, bp, c, c_rs, nrows, beta, last_mask_int, pf, pf_step = fn.args
+        kc, a, a_rs, bp, c, c_rs, nrows, beta, last_mask_int, pf, pf_step = fn.args
         for arg in (a, bp, c):
             arg.attributes.add("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -326,32 +344,40 @@ class _GemmGenerator:
                               _const(bl.unroll))
         c_prefetch_at = b.select(b.icmp_signed("<", c_prefetch_at, _const(0)), _const(0), c_prefetch_at)
 
-        # Row i of the A tile is `row_offsets[i]` elements from its column pointer; a row
-        # past `rows` reads row 0 again (its sums are never stored).
-        if packed:  # a packed A panel: rows adjacent, k steps MR apart, padding rows zero
-            a_rs, a_cs = _const(1), _const(mr)
-            row_offsets = [_const(i) for i in range(mr)]
+        # Where the k loop reads A. Packed: one pointer to the current k step's MR elements,
+        # so every broadcast is a pointer plus a constant. In place (A's rows contiguous):
+        # one pointer per row, a row past `rows` aliasing row 0 (its sums are never stored);
+        # LLVM rewrites these as one pointer plus row offsets in registers.
+        if packed:
+            a_start = [a]
         else:
-            row_offsets = [b.select(b.icmp_signed("<", _const(i), nrows), b.mul(a_rs, _const(i)), _const(0))
-                           for i in range(mr)]
+            a_start = [b.select(b.icmp_signed("<", _const(i), nrows), b.gep(a, [b.mul(a_rs, _const(i))]), a)
+                       for i in range(mr)]
 
-        def step(b: ir.IRBuilder, a_col: ir.Value, b_row: ir.Value,
+        def a_element(b: ir.IRBuilder, pointers: list[ir.Value], u: int, i: int) -> ir.Value:
+            """A[i, p + u] for the k step p the pointers are at."""
+            return b.load(self.at(b, pointers[0], u * mr + i) if packed else self.at(b, pointers[i], u))
+
+        def a_advance(b: ir.IRBuilder, pointers: list[ir.Value], steps: int) -> list[ir.Value]:
+            return [self.at(b, ptr, steps * mr if packed else steps) for ptr in pointers]
+
+        def step(b: ir.IRBuilder, a_ptrs: list[ir.Value], u: int, b_row: ir.Value,
                  accs: list[list[ir.Value]]) -> list[list[ir.Value]]:
-            """One k step: NV vectors of a packed B row times MR broadcast elements of an A column."""
+            """One k step: NV vectors of a packed B row times MR broadcast elements of A."""
             bvecs = [self.load_vec(b, self.at(b, b_row, v * lanes), _ALIGN) for v in range(nv)]
             out = []
             for i in range(mr):
-                ai = self.splat(b, b.load(b.gep(a_col, [row_offsets[i]])))
+                ai = self.splat(b, a_element(b, a_ptrs, u, i))
                 out.append([b.call(self.fma, [ai, bvecs[v], accs[i][v]]) for v in range(nv)])
             return out
 
         Grid = list[list[ir.Value]]
 
-        def k_loop(b: ir.IRBuilder, start: ir.Value, a_start: ir.Value, b_start: ir.Value,
+        def k_loop(b: ir.IRBuilder, start: ir.Value, a_from: list[ir.Value], b_start: ir.Value,
                    sets: list[Grid], unroll: int, name: str, prefetch: bool):
             """``while p + unroll <= kc``: ``unroll`` k steps, step u adding into accumulator set
-            ``u % len(sets)``, walking pointers to the current A column and B row; returns the
-            final p, pointers and accumulator sets."""
+            ``u % len(sets)``, walking the A pointers and a pointer to the current B row;
+            returns the final p, pointers and accumulator sets."""
             pre = b.block
             head = b.append_basic_block(f"{name}.head")
             body = b.append_basic_block(f"{name}.body")
@@ -359,10 +385,10 @@ class _GemmGenerator:
             b.branch(head)
             b.position_at_end(head)
             p = b.phi(I64, "p")
-            a_col = b.phi(self.ptr, "a_col")
+            a_ptrs = [b.phi(self.ptr, "a") for _ in a_from]
             b_row = b.phi(self.ptr, "b_row")
             pf_row = b.phi(I8.as_pointer(), "pf_row")
-            for phi, value in ((p, start), (a_col, a_start), (b_row, b_start), (pf_row, pf)):
+            for phi, value in ((p, start), (b_row, b_start), (pf_row, pf), *zip(a_ptrs, a_from)):
                 phi.add_incoming(value, pre)
             phis = [[[b.phi(self.vec) for _ in range(nv)] for _ in range(mr)] for _ in sets]
             for grid, values in zip(phis, sets):
@@ -374,18 +400,17 @@ class _GemmGenerator:
             if prefetch:
                 with _if(b, b.icmp_signed("==", p, c_prefetch_at), f"{name}.prefetch_c"):
                     prefetch_c(b)
-                # One 256-byte row of the next B panel's source per iteration (see `prefetch_plan`).
+                # One row of the next B panel's source per iteration (see `prefetch_plan`).
                 for line in range(0, bl.nr * bl.itemsize, 64):
                     b.call(self.prefetch, [b.gep(pf_row, [_const(line)]), _const(0, I32), _const(2, I32),
                                            _const(1, I32)])
             new = list(phis)
-            a_u = a_col
             for u in range(unroll):
                 which = u % len(sets)
-                new[which] = step(b, a_u, self.at(b, b_row, u * bl.nr), new[which])
-                a_u = b.gep(a_u, [a_cs])
+                new[which] = step(b, a_ptrs, u, self.at(b, b_row, u * bl.nr), new[which])
             p.add_incoming(b.add(p, _const(unroll)), b.block)
-            a_col.add_incoming(a_u, b.block)
+            for phi, value in zip(a_ptrs, a_advance(b, a_ptrs, unroll)):
+                phi.add_incoming(value, b.block)
             b_row.add_incoming(self.at(b, b_row, unroll * bl.nr), b.block)
             pf_row.add_incoming(b.gep(pf_row, [pf_step]) if prefetch else pf_row, b.block)
             for grid, values in zip(phis, new):
@@ -394,20 +419,15 @@ class _GemmGenerator:
                         grid[i][v].add_incoming(values[i][v], b.block)
             b.branch(head)
             b.position_at_end(end)
-            return p, a_col, b_row, phis
+            return p, a_ptrs, b_row, phis
 
         # A one-vector tile has only MR accumulators, fewer than the FMA latency times the FMA
         # ports: alternate k steps between two sets and add them at the end.
         n_sets = 2 if nv == 1 else 1
         zero = [[[self.zero_vec() for _ in range(nv)] for _ in range(mr)] for _ in range(n_sets)]
-        # Direct A is only read when B is a single panel: nothing to prefetch, and the k loop
-        # is left rolled (its strides are not constants) to keep the code small.
-        unroll = bl.unroll if packed else n_sets
-        if not packed:
-            prefetch_c(b)
-        p, a_col, b_row, sets = k_loop(b, _const(0), a, bp, zero, unroll, "main", packed)
-        if unroll > 1:
-            p, a_col, b_row, sets = k_loop(b, p, a_col, b_row, sets, 1, "rest", False)
+        p, a_ptrs, b_row, sets = k_loop(b, _const(0), a_start, bp, zero, bl.unroll, "main", True)
+        if bl.unroll > 1:
+            p, a_ptrs, b_row, sets = k_loop(b, p, a_ptrs, b_row, sets, 1, "rest", False)
         accs = sets[0]
         for other in sets[1:]:
             accs = [[b.fadd(x, y) for x, y in zip(row, other_row)] for row, other_row in zip(accs, other)]
@@ -447,10 +467,11 @@ class _GemmGenerator:
 
     # ---- packing
 
-    def define_packer(self, width: int, zero_fill: bool, name: str) -> ir.Function:
+    def define_packer(self, width: int, name: str, transpose: bool = True) -> ir.Function:
         """``pack(valid, kc, src, s_w, s_p, dst)``: dst[p*width + w] = src[w*s_w + p*s_p]
-        for p < kc, w < valid (<= width); with ``zero_fill`` the lanes valid <= w < width
-        are zeroed. ``dst`` is 64-byte aligned when ``width`` fills whole vectors."""
+        for p < kc, w < valid (<= width), and zero for valid <= w < width. ``dst`` is
+        64-byte aligned when ``width`` fills whole vectors. Without ``transpose`` the caller
+        never has ``s_p == 1`` (and ``s_w != 1``), which then takes the element loop."""
         bl = self.bl
         lanes = bl.lanes
         fn = self.new_function(f"{self.prefix}.{name}", [
@@ -459,7 +480,7 @@ class _GemmGenerator:
         src.attributes.add("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         nchunks = -(-width // lanes)
-        fill = width if zero_fill else None
+        fill = width
         assert width <= lanes or width % lanes == 0, "a panel is narrower than a vector or whole vectors"
 
         copy_block = b.append_basic_block("copy")
@@ -468,7 +489,8 @@ class _GemmGenerator:
         scalar_block = b.append_basic_block("scalar")
         b.cbranch(b.icmp_signed("==", s_w, _const(1)), copy_block, not_copy)
         b.position_at_end(not_copy)
-        b.cbranch(b.icmp_signed("==", s_p, _const(1)), transpose_block, scalar_block)
+        b.cbranch(b.icmp_signed("==", s_p, _const(1)) if transpose else ir.Constant(I1, 0),
+                  transpose_block, scalar_block)
 
         # 1. The w side is contiguous: each k step is a (masked) vector copy.
         b.position_at_end(copy_block)
@@ -491,6 +513,9 @@ class _GemmGenerator:
         # 2. The k side is contiguous: transpose lanes x lanes blocks in registers
         #    (a chunk is `lanes` consecutive w; rows past `valid` are zero).
         b.position_at_end(transpose_block)
+        if not transpose:
+            b.unreachable()
+            transpose_block = None
         full_k = b.mul(b.sdiv(kc, _const(lanes)), _const(lanes))
         all_lanes = self.const_mask(lanes)
         none = self.const_mask(0)
@@ -505,7 +530,7 @@ class _GemmGenerator:
                     # addressed at row 0, so that no lane even points outside the operand.
                     ptr = b.gep(src, [b.add(b.mul(b.select(ok, w, _const(0)), s_w), p0)])
                     rows.append(self.mload(b, ptr, b.select(ok, all_lanes, none)))
-                cols = self.transpose(b, rows + [self.zero_vec()] * (lanes - store_lanes))
+                cols = self.transpose(b, rows + [ir.Constant(self.vec, ir.Undefined)] * (lanes - store_lanes))
                 for q in range(lanes):
                     out = self.at(b, dst, b.add(b.mul(b.add(p0, _const(q)), _const(width)), w0))
                     if store_lanes == lanes:
@@ -536,6 +561,8 @@ class _GemmGenerator:
     # ---- the driver
 
     def define(self, name: str) -> ir.Function:
+        """The exported driver: the loop nest of the module docstring around the packers and
+        the micro-kernels it defines first."""
         bl = self.bl
         packed = [self.define_microkernel(nv, packed=True) for nv in range(1, bl.nv + 1)]
         direct = [self.define_microkernel(nv, packed=False) for nv in range(1, bl.nv + 1)]
@@ -574,19 +601,15 @@ class _GemmGenerator:
         bpack = ws
         apack = self.at(b, ws, b_block_elems)
 
-        # K and M in equal blocks of at most KC and MC (rounded up to the unroll and to MR),
-        # so that no block is a sliver.
-        # With a single B panel (n <= NR) each A tile is used once: read A where it is
-        # instead of packing it; otherwise the kernels read packed A (rows 1 apart, k MR apart).
-        # Reading A in place there is no A block to keep in cache, so k blocks can be longer.
-        direct_a = b.icmp_signed("<=", n, _const(bl.nr))
+        # With a single B panel (n <= NR) each A tile is used once: if A's rows are contiguous,
+        # read A where it is instead of packing it; otherwise the kernels read packed A.
+        direct_a = b.and_(b.icmp_signed("<=", n, _const(bl.nr)), b.icmp_signed("==", a_cs, _const(1)))
+        # K and M in equal blocks of at most KC and MC (rounded up to the unroll and to MR), so
+        # that no block is a sliver; with no A block to keep in cache, k blocks can be longer.
         assert bl.kc_direct * bl.nr <= bl.kc * _round_up(bl.nc, bl.nr), "the B panel fits the workspace"
         kcb = b.select(direct_a, _balanced_block(b, k, bl.kc_direct, bl.unroll),
                        _balanced_block(b, k, bl.kc, bl.unroll))
         mcb = _balanced_block(b, m, bl.mc, bl.mr)
-
-        tile_a_rs = b.select(direct_a, a_rs, _const(1))
-        tile_a_cs = b.select(direct_a, a_cs, _const(bl.mr))
 
         with _loop(b, _const(0), n, bl.nc, "jc") as jc:
             nc = _min(b, _const(bl.nc), b.sub(n, jc))
@@ -596,7 +619,7 @@ class _GemmGenerator:
                 with _loop(b, _const(0), m, mcb, "ic") as ic:
                     mc = _min(b, mcb, b.sub(m, ic))
                     a_block = b.gep(a, [b.add(b.mul(ic, a_rs), b.mul(pc, a_cs))])
-                    with _if(b, b.icmp_signed(">", n, _const(bl.nr)), "packa"):
+                    with _if(b, b.not_(direct_a), "packa"):
                         with _loop(b, _const(0), mc, bl.mr, "pa") as ir_:
                             b.call(pack_a, [_min(b, _const(bl.mr), b.sub(mc, ir_)), kc,
                                             b.gep(a_block, [b.mul(ir_, a_rs)]), a_rs, a_cs,
@@ -612,13 +635,13 @@ class _GemmGenerator:
                         last = b.sub(nr, b.mul(b.sub(nvec, _const(1)), _const(bl.lanes)))
                         last_mask = b.trunc(b.sub(b.shl(_const(1), last), _const(1)), self.mask_int)
                         c_col = b.gep(c, [b.add(jc, jr)])
-                        pf_plan = self.prefetch_plan(b, ic, jr, nc, kc, bmat, b_rs, b_cs, pc, jc, bpanel)
+                        pf_plan = self.prefetch_plan(b, ic, jr, nc, kc, k, bmat, b_rs, b_cs, pc, jc, bpanel)
                         with _loop(b, _const(0), mc, bl.mr, "ir") as ir_:
                             mr = _min(b, _const(bl.mr), b.sub(mc, ir_))
                             pf, pf_step = pf_plan(b, b.sdiv(ir_, _const(bl.mr)))
                             tile_a = b.select(direct_a, b.gep(a_block, [b.mul(ir_, a_rs)]),
                                               b.gep(apack, [b.mul(ir_, kc)]))
-                            args = [kc, tile_a, tile_a_rs, tile_a_cs, bpanel,
+                            args = [kc, tile_a, a_rs, bpanel,
                                     b.gep(c_col, [b.mul(b.add(ic, ir_), c_rs)]), c_rs, mr, beta, last_mask,
                                     pf, pf_step]
                             self.dispatch(b, packed, direct, direct_a, nvec, args)
@@ -626,10 +649,12 @@ class _GemmGenerator:
         return fn
 
     def prefetch_plan(self, b: ir.IRBuilder, ic: ir.Value, jr: ir.Value, nc: ir.Value, kc: ir.Value,
-                      bmat: ir.Value, b_rs: ir.Value, b_cs: ir.Value, pc: ir.Value, jc: ir.Value,
-                      bpanel: ir.Value):
+                      k: ir.Value, bmat: ir.Value, b_rs: ir.Value, b_cs: ir.Value, pc: ir.Value,
+                      jc: ir.Value, bpanel: ir.Value):
         """Where the micro-kernels of this B panel prefetch: the source of the next B panel,
-        which is packed right after them (only while B is being packed, ``ic == 0``).
+        which is packed right after them (only while B is being packed, ``ic == 0``): the
+        next panel of this k block, or after the last one the first panel of the next k
+        block.
 
         Each kernel prefetches ``kc // unroll`` rows of ``NR`` elements, ``pf_step``
         bytes apart, so tile ``t`` is given a share of the next panel:
@@ -646,9 +671,11 @@ class _GemmGenerator:
         row_bytes = bl.nr * size
         per_tile = b.sdiv(kc, _const(bl.unroll))  # rows one kernel prefetches
         chunks = b.sdiv(b.add(b.mul(kc, _const(size)), _const(row_bytes - 1)), _const(row_bytes))
-        next_src = b.bitcast(b.gep(bmat, [b.add(b.mul(pc, b_rs), b.mul(b.add(b.add(jc, jr), _const(bl.nr)),
-                                                                         b_cs))]), I8.as_pointer())
-        active = b.and_(b.icmp_signed("==", ic, _const(0)), b.icmp_signed("<", b.add(jr, _const(bl.nr)), nc))
+        last_panel = b.icmp_signed(">=", b.add(jr, _const(bl.nr)), nc)
+        next_row = b.select(last_panel, b.add(pc, kc), pc)
+        next_col = b.select(last_panel, jc, b.add(b.add(jc, jr), _const(bl.nr)))
+        next_src = b.bitcast(b.gep(bmat, [b.add(b.mul(next_row, b_rs), b.mul(next_col, b_cs))]), I8.as_pointer())
+        active = b.and_(b.icmp_signed("==", ic, _const(0)), b.icmp_signed("<", next_row, k))
         rows_contiguous = b.and_(active, b.icmp_signed("==", b_cs, _const(1)))
         cols_contiguous = b.and_(active, b.icmp_signed("==", b_rs, _const(1)))
         here = b.bitcast(bpanel, I8.as_pointer())
@@ -666,14 +693,18 @@ class _GemmGenerator:
 
     def dispatch(self, b: ir.IRBuilder, packed: list[ir.Function], direct: list[ir.Function],
                  direct_a: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
-        """Call the kernel for ``nvec`` vectors per row reading packed or direct A."""
+        """Call the kernel for ``nvec`` vectors per row that reads packed or in-place A: a
+        switch on ``nvec`` (packed) or ``NV + nvec`` (in place), the full packed one the
+        default."""
+        nv = self.bl.nv
         after = b.append_basic_block("ukr.after")
         full = b.append_basic_block("ukr.full")
-        key = b.add(nvec, b.select(direct_a, _const(self.bl.nv), _const(0)))
-        switch = b.switch(key, full)
-        for index, kernel in enumerate(packed[:-1] + direct, start=1):
-            case = b.append_basic_block(f"ukr.{index}")
-            switch.add_case(_const(index if index < self.bl.nv else index + 1), case)
+        switch = b.switch(b.add(nvec, b.select(direct_a, _const(nv), _const(0))), full)
+        cases = [(vectors, kernel) for vectors, kernel in enumerate(packed, start=1) if vectors < nv]
+        cases += [(nv + vectors, kernel) for vectors, kernel in enumerate(direct, start=1)]
+        for key, kernel in cases:
+            case = b.append_basic_block(f"ukr.{key}")
+            switch.add_case(_const(key), case)
             b.position_at_end(case)
             b.call(kernel, args)
             b.branch(after)

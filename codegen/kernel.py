@@ -34,6 +34,8 @@ from ir.graph import Eqn, Graph, Literal, Var
 from ir.passes.fusion import REDUCTIONS, role, row_kernel
 
 from .elementwise import RULES, combine, convert, identity_of
+from . import library
+from .gemm import function_name, workspace_bytes
 from .llvmtypes import I1, I8, I32, I64, VOID, constant, counted_loop, int64, memory_type
 from .parallel import WORKER, parallel_for
 
@@ -60,6 +62,51 @@ class KernelSignature:
     reads: list[Var]
     writes: list[Var]
     scratch: list[Var]
+
+
+@dataclass
+class GemmLayout:
+    """A dot_general as batched C[m, n] = A[m, k] @ B[k, n] on row-major operands:
+    the free and contracting axes of each side merge into one axis with one stride."""
+    batch: tuple
+    lhs_batch: list[int]
+    rhs_batch: list[int]
+    out_batch: list[int]
+    m: int
+    n: int
+    k: int
+    a_rs: int
+    a_cs: int
+    b_rs: int
+    b_cs: int
+
+
+def _merged(shape: tuple, dims: list[int]) -> tuple[int, int] | None:
+    """(size, stride) of ``dims`` taken together in a row-major array, or None if they do not merge."""
+    strides = strides_of(shape)
+    dims = [d for d in dims if shape[d] != 1]
+    if not dims:
+        return 1, 1
+    for a, c in zip(dims, dims[1:]):
+        if strides[a] != strides[c] * shape[c]:
+            return None
+    return int(np.prod([shape[d] for d in dims])), strides[dims[-1]]
+
+
+def gemm_layout(e: Eqn) -> GemmLayout | None:
+    lhs, rhs = e.inputs
+    if lhs.type.dtype.kind != "f" or not isinstance(lhs, Var) or not isinstance(rhs, Var):
+        return None
+    (lc, rc), (lb, rb) = e.params["dimension_numbers"]
+    ls, rs = lhs.type.shape, rhs.type.shape
+    lfree = [d for d in range(len(ls)) if d not in lc and d not in lb]
+    rfree = [d for d in range(len(rs)) if d not in rc and d not in rb]
+    m, k_l, k_r, n = _merged(ls, lfree), _merged(ls, list(lc)), _merged(rs, list(rc)), _merged(rs, rfree)
+    if None in (m, k_l, k_r, n):
+        return None
+    out_shape = e.outputs[0].type.shape
+    return GemmLayout(tuple(ls[d] for d in lb), [strides_of(ls)[d] for d in lb], [strides_of(rs)[d] for d in rb],
+                      strides_of(out_shape)[:len(lb)], m[0], n[0], k_l[0], m[1], k_l[1], k_r[1], n[1])
 
 
 def strides_of(shape: tuple) -> list[int]:
@@ -127,6 +174,11 @@ class Kernel:
             else:
                 stages.append(Stage(shape, [r]))
         return stages
+
+    def library_routines(self) -> set[str]:
+        """The shared routines (library.py) this kernel calls."""
+        return {function_name(e.outputs[0].type.dtype.name) for e in self.body.eqns
+                if e.prim.name == "dot_general" and gemm_layout(e) is not None}
 
     def _plan_stages(self) -> None:
         if self.rows is None:
@@ -250,6 +302,9 @@ class Kernel:
             return False
         if stage.special == "dot_general":
             e = self.producer[stage.roots[0].id]
+            layout = gemm_layout(e)
+            if layout is not None and not layout.batch and layout.m % stage.shape[0]:
+                return False  # the output's first axis is not rows of A
             contract = int(np.prod([e.inputs[0].type.shape[d] for d in e.params["dimension_numbers"][0][0]]))
             return self._big(int(np.prod(stage.shape)) * contract)
         if stage.special is not None:
@@ -477,9 +532,47 @@ class Kernel:
 
     # ---------------------------------------------------- materialising stages
     def _dot_general(self, stage: Stage, prefix, first=None) -> None:
-        """out[batch, lhs free, rhs free] = sum over the contracting axes; the
-        contraction is the innermost loop, accumulated in a register."""
         out = stage.roots[0]
+        layout = gemm_layout(self.producer[out.id])
+        if layout is not None:
+            self._gemm(out, layout, first)
+        else:
+            self._contraction_loops(out, first)
+
+    def _gemm(self, out: Var, layout: "GemmLayout", first) -> None:
+        """Floating-point matmuls: the generated blocked kernel (gemm.py), once per batch element."""
+        e = self.producer[out.id]
+        lhs, rhs = e.inputs
+        b = self.b
+        gemm = library.declare(self.module, function_name(out.type.dtype.name))
+        with b.goto_entry_block():
+            workspace = b.alloca(ir.ArrayType(I8, workspace_bytes(out.type.dtype.name)), name="gemm_workspace")
+            workspace.align = 64
+        m_lo, m_hi = int64(0), int64(layout.m)
+        batch_first = None
+        if first is not None and layout.batch:
+            batch_first = first
+        elif first is not None:  # rows of the output are split: rows of A and C go with them
+            rows_per = layout.m // out.type.shape[0]
+            m_lo, m_hi = (b.mul(x, int64(rows_per)) for x in first)
+        with self._nest(layout.batch, first=batch_first) as bidx:
+            offsets = [None, None, None]
+            for which, strides in enumerate((layout.lhs_batch, layout.rhs_batch, layout.out_batch)):
+                for i, stride in zip(bidx, strides):
+                    term = b.mul(i, int64(stride))
+                    offsets[which] = term if offsets[which] is None else b.add(offsets[which], term)
+            lo_a = b.mul(m_lo, int64(layout.a_rs))
+            lo_c = b.mul(m_lo, int64(layout.n))
+            pa = b.gep(self.mem[lhs.id], [b.add(offsets[0], lo_a) if offsets[0] is not None else lo_a])
+            pb = self.mem[rhs.id] if offsets[1] is None else b.gep(self.mem[rhs.id], [offsets[1]])
+            pc = b.gep(self.mem[out.id], [b.add(offsets[2], lo_c) if offsets[2] is not None else lo_c])
+            b.call(gemm, [b.sub(m_hi, m_lo), int64(layout.n), int64(layout.k), pa, int64(layout.a_rs),
+                          int64(layout.a_cs), pb, int64(layout.b_rs), int64(layout.b_cs), pc, int64(layout.n),
+                          ir.Constant(I32, 0), b.bitcast(workspace, I8.as_pointer())])
+
+    def _contraction_loops(self, out: Var, first) -> None:
+        """Any dot_general: out[batch, lhs free, rhs free] = sum over the contracting
+        axes, the contraction innermost and accumulated in a register."""
         e = self.producer[out.id]
         lhs, rhs = e.inputs
         (lc, rc), (lb, rbatch) = e.params["dimension_numbers"]

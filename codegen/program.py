@@ -151,6 +151,9 @@ class Program:
     signatures: list[KernelSignature]  # each kernel's buffers as the program's Vars
     plan: Plan
 
+    def library_routines(self) -> set[str]:
+        return set().union(*(kernel.library_routines() for _, kernel in self.kernels))
+
 
 def prepare(graph: Graph) -> Program:
     """Schedule every kernel and plan the memory; cheap, and all a cached object needs."""

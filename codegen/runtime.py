@@ -9,11 +9,8 @@ the array objects themselves and reads their data pointers (at
 ``program.DATA_OFFSET``, verified below against NumPy on import), which is
 several times cheaper than asking each array for ``ctypes.data``.
 
-Compiled objects are cached on disk, keyed by a hash of the program's
-structure, the code generator's own source, the compiler version and the CPU
-(``TRACEGRAD_CACHE_DIR``, default ``~/.cache/tracegrad``). An entry is
-checked (magic, CPU fingerprint, checksum of its bytes) before it is loaded;
-a corrupt or foreign one is ignored and rebuilt.
+Compiled objects are cached in memory and on disk (cache.py); the matmul
+kernels are compiled once, apart from any program (library.py).
 """
 
 from __future__ import annotations
@@ -32,12 +29,12 @@ import numpy as np
 from ir.builder import graph_key
 from ir.graph import Graph, Literal
 
+from . import library, target
 from . import program as _program
+from .cache import digest, load_cached, store_cached
 from .elementwise import NEGATIVE_INTEGER_POWER
-from . import target
 from .program import Program, emit, prepare
 
-MAGIC = b"tracegrad-object-1\n"
 ERRORS = {NEGATIVE_INTEGER_POWER: (ValueError, "Integers to negative integer powers are not allowed.")}
 
 
@@ -51,57 +48,8 @@ if not _data_offset_holds():  # pragma: no cover - a NumPy with another object l
                       "use jit(..., backend='interpret')")
 
 
-@functools.cache
-def _generator_digest() -> str:
-    """The code generator's own source: a change to it invalidates every cached object."""
-    h = hashlib.sha256()
-    here = pathlib.Path(__file__).parent
-    for path in sorted(here.glob("*.py")) + [here.parent / "ir" / "passes" / "fusion.py"]:
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def cache_dir() -> pathlib.Path:
-    configured = os.environ.get("TRACEGRAD_CACHE_DIR")
-    if configured:
-        return pathlib.Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "tracegrad"
-
-
 def cache_key(graph: Graph, checked: bool) -> str:
-    text = repr((graph_key(graph), checked, _program.DATA_OFFSET))
-    return hashlib.sha256(f"{text}|{_generator_digest()}|{target.fingerprint()}".encode()).hexdigest()
-
-
-def load_cached(key: str) -> bytes | None:
-    """The object stored under ``key``, or None when absent, corrupt or built for another machine."""
-    try:
-        blob = (cache_dir() / f"{key}.o").read_bytes()
-    except OSError:
-        return None
-    head, _, rest = blob.partition(b"\n")
-    header = head + b"\n"
-    fingerprint, _, rest = rest.partition(b"\n")
-    digest, _, payload = rest.partition(b"\n")
-    if header != MAGIC or fingerprint.decode(errors="replace") != target.fingerprint() or \
-            hashlib.sha256(payload).hexdigest().encode() != digest:
-        return None
-    return payload
-
-
-def store_cached(key: str, obj: bytes) -> None:
-    """Write atomically; a cache that cannot be written is skipped, never an error."""
-    directory = cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        blob = MAGIC + target.fingerprint().encode() + b"\n" + hashlib.sha256(obj).hexdigest().encode() + b"\n" + obj
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, directory / f"{key}.o")
-    except OSError:
-        pass
+    return digest(repr((graph_key(graph), checked, _program.DATA_OFFSET)))
 
 
 @dataclass
@@ -124,6 +72,7 @@ class Executable:
         self.program: Program = prepare(graph)
         self.checked = checked
         self.key = cache_key(graph, checked)
+        library.load(self.program.library_routines())
         engine = _LOADED.get(self.key)
         obj = load_cached(self.key) if use_disk_cache and engine is None else None
         self.from_disk = obj is not None
@@ -142,6 +91,7 @@ class Executable:
         self._in_specs = [(v.type.shape, v.type.dtype) for v in plan.inputs]
         self._out_specs = [(v.type.shape, v.type.dtype) for v in plan.outputs]
         self._constants = [np.ascontiguousarray(a) for _, a in plan.constants]
+        self._constant_ids = [id(a) for a in self._constants]
         self._n_args = len(plan.inputs) + len(plan.constants) + len(plan.outputs)
         self._arena = _aligned_empty(plan.arena_bytes)
         self._arena_address = self._arena.ctypes.data
@@ -178,21 +128,19 @@ class Executable:
     def __call__(self, args: list[np.ndarray], threads: int = 1) -> tuple[list[np.ndarray], int]:
         """Run on the inputs with up to ``threads`` threads; returns the outputs
         and the entry point's status (0, or a checked build's code)."""
-        if len(args) != len(self._in_specs):
-            raise TypeError(f"the compiled program takes {len(self._in_specs)} arrays, got {len(args)}")
-        arrays = []
-        for i, (a, (shape, dtype)) in enumerate(zip(args, self._in_specs)):
-            if type(a) is not np.ndarray:
-                a = np.asarray(a)
-            if a.shape != shape or a.dtype != dtype:
-                raise _mismatch(i, a, shape, dtype)
-            flags = a.flags
-            if not (flags.c_contiguous and flags.aligned):
-                a = np.ascontiguousarray(a)  # strided, reversed or misaligned: copied, never read wrongly
-            arrays.append(a)
+        specs = self._in_specs
+        if len(args) != len(specs):
+            raise TypeError(f"the compiled program takes {len(specs)} arrays, got {len(args)}")
+        arrays = list(args)
+        for i, (shape, dtype) in enumerate(specs):
+            a = arrays[i]
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype or not a.flags.carray:
+                arrays[i] = _prepared(i, a, shape, dtype)
         outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
-        objects = list(map(id, arrays + self._constants + outs))
-        if self._arena_lock.acquire(blocking=False):
+        objects = list(map(id, arrays))
+        objects += self._constant_ids
+        objects += map(id, outs)
+        if self._arena_lock.acquire(False):
             try:
                 self._pointers[:self._n_args] = objects
                 status = self._entry(self._pointers, self._arena_address, threads)
@@ -250,10 +198,16 @@ def _aligned_empty(nbytes: int) -> np.ndarray:
     return raw[start:start + nbytes] if nbytes else raw[:0]
 
 
-def _mismatch(i: int, a: np.ndarray, shape: tuple, dtype: np.dtype) -> TypeError:
-    expected = f"{np.dtype(dtype).name}{list(shape)}"
-    return TypeError(f"argument {i} of the compiled program is {a.dtype.name}{list(a.shape)}, expected {expected}; "
-                     f"the program was compiled for that signature")
+def _prepared(i: int, a, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """Argument i as an array native code can read, or a clear error: a strided,
+    reversed or misaligned array is copied, never read with the wrong layout."""
+    a = np.asarray(a)
+    if a.shape != shape or a.dtype != dtype:
+        expected = f"{np.dtype(dtype).name}{list(shape)}"
+        raise TypeError(f"argument {i} of the compiled program is {a.dtype.name}{list(a.shape)}, expected "
+                        f"{expected}; the program was compiled for that signature")
+    flags = a.flags
+    return a if flags.c_contiguous and flags.aligned else np.ascontiguousarray(a)
 
 
 def nonfinite_equation(executable: Executable, status: int) -> tuple[str, object]:
