@@ -103,14 +103,74 @@ def test_cli_ir_grad_prints_the_forward_and_backward_program(model_file):
     assert body.count("dot_general") == 3  # x @ w forward; cotangents of w and of x backward
 
 
-def test_bench_quick_checks_agreement_and_writes_every_workload(tmp_path):
-    out = tmp_path / "bench.json"
-    result = run("-m", "tracegrad", "bench", "--quick", "--json", str(out))
-    assert result.returncode == 0, result.stderr
+def _bench(tmp_path, *flags: str):
     import json
 
-    rows = json.loads(out.read_text())
+    out = tmp_path / "bench.json"
+    result = run("-m", "tracegrad", "bench", "--quick", "--json", str(out), *flags)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(out.read_text())
+
+
+def test_bench_quick_checks_agreement_and_times_the_selected_workloads(tmp_path):
+    # A subset keeps this fast: two small workloads, the training step, and its first calls in fresh processes.
+    result, report = _bench(tmp_path, "--only", "dispatch", "--only", "mlp step", "--only", "compile")
+    rows = report["rows"]
     timed = {(r["workload"], r["impl"]) for r in rows}
-    for workload in ("mlp loss", "mlp value_and_grad", "elementwise", "dispatch"):
-        assert (workload, "tracegrad jit") in timed and (workload, "numpy") in timed
-    assert "| mlp value_and_grad | tracegrad jit |" in result.stdout
+    for workload in ("dispatch x*2+1", "dispatch x*y+z", "mlp step"):
+        for impl in ("tracegrad jit", "tracegrad interpreter", "numpy"):
+            assert (workload, impl) in timed
+    assert ("compile mlp step (cold)", "tracegrad jit") in timed
+    assert ("compile mlp step (disk cache)", "tracegrad jit") in timed
+    assert {r["workload"] for r in rows} == {"dispatch x*2+1", "dispatch x*y+z", "mlp step",
+                                              "compile mlp step (cold)", "compile mlp step (disk cache)"}
+    assert all(0 < r["min"] <= r["median"] <= r["max"] for r in rows)
+    assert "| mlp step | tracegrad jit |" in result.stdout
+    assert "| compile mlp step (disk cache) | tracegrad jit |" in result.stdout
+    assert report["machine"]["threads"] == 1 and "1 thread per library" in result.stdout
+    assert "OpenBLAS 1 thread" in result.stdout  # set before NumPy was imported, though the package imports it
+
+
+def test_bench_threads_sets_every_thread_pool(tmp_path):
+    result, report = _bench(tmp_path, "--only", "dispatch x*2", "--threads", "2", "--no-pin")
+    assert {r["workload"] for r in report["rows"]} == {"dispatch x*2+1"}
+    assert report["machine"]["threads"] == 2 and "2 threads per library" in result.stdout
+    blas = min(2, len(os.sched_getaffinity(0)))
+    assert f"OpenBLAS {blas} thread" in result.stdout
+
+
+def test_bench_covers_the_native_backends_workloads():
+    from tracegrad.bench import FirstCall, select, workloads
+
+    names = [w.name for w in workloads(quick=False)]
+    assert names == ["elementwise 1e6", "elementwise 1e6 value_and_grad", "elementwise 1e7",
+                     "elementwise 1e7 value_and_grad", "mlp loss", "mlp value_and_grad", "mlp step", "softmax xent",
+                     "softmax xent value_and_grad", "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)",
+                     "compile mlp step (disk cache)"]
+    assert [w.name for w in workloads(quick=True)][:4] == ["elementwise 1e5", "elementwise 1e5 value_and_grad",
+                                                           "elementwise 1e6", "elementwise 1e6 value_and_grad"]
+    for w in workloads(quick=True):
+        if not isinstance(w, FirstCall):
+            assert list(w.impls)[:3] == ["tracegrad jit", "tracegrad interpreter", "numpy"]
+    assert [w.name for w in select(workloads(quick=True), ["Dispatch"])] == ["dispatch x*2+1", "dispatch x*y+z"]
+    with pytest.raises(SystemExit, match="matches no workload"):
+        select(workloads(quick=True), ["nothing"])
+
+
+def test_bench_check_compares_relative_to_each_outputs_magnitude():
+    import numpy as np
+
+    from tracegrad.bench import _mlp_inputs, _mlp_step_numpy, _step_check, disagreement
+
+    big = [np.array([7.0e6]), np.array([1.0, -2.0])]
+    assert disagreement([np.array([7.0e6 + 50.0]), np.array([1.0, -2.0])], big, 1e-3) is None
+    assert "output 1" in disagreement([big[0], np.array([1.0, -2.1])], big, 1e-3)
+    assert "output 0" in disagreement([np.array([np.nan]), big[1]], big, 1e-3)
+    # The step's new parameters differ from the old by 0.01 * gradient: a gradient 5% off hides in the
+    # parameters themselves, so the check compares each parameter's change.
+    args = _mlp_inputs()
+    loss, params = _mlp_step_numpy(*args)
+    wrong = list(params)
+    wrong[2] = args[2] - 1.05 * (args[2] - params[2])
+    assert disagreement([np.ravel(p) for p in wrong], [np.ravel(p) for p in params], 1e-3) is None
+    assert "output 3" in disagreement(_step_check(args, (loss, wrong)), _step_check(args, (loss, params)), 1e-3)

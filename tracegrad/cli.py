@@ -71,7 +71,7 @@ def cmd_demo(ns) -> int:
 def cmd_bench(ns) -> int:
     from .bench import main
 
-    return main(quick=ns.quick, json_out=ns.json, threads=ns.threads)
+    return main(quick=ns.quick, json_out=ns.json, threads=ns.threads, only=ns.only)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,10 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_ir)
     p = sub.add_parser("demo", help="the main job: trace, print and run a small network")
     p.set_defaults(run=cmd_demo)
-    p = sub.add_parser("bench", help="time the interpreter against NumPy (and JAX / PyTorch when installed)")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
-    p.add_argument("--threads", type=int, default=1, help="threads for every library's thread pool (default 1)")
+    p = sub.add_parser("bench", help="time native code and the interpreter against NumPy (and JAX / PyTorch when "
+                                     "installed)")
+    p.add_argument("--quick", action="store_true", help="smaller elementwise sizes, fewer repetitions")
+    p.add_argument("--json", metavar="OUT", help="also write the results (and the machine) as JSON")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for every library's thread pool (default 1); the process is pinned to that "
+                        "many CPUs")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the process to --threads CPUs")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only the workloads whose name starts with NAME (repeatable), e.g. --only dispatch")
     p.set_defaults(run=cmd_bench)
     return parser
 
