@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from ir.graph import Eqn
+from ir.graph import Eqn, Literal
 
 from .llvmtypes import F32, F64, I1, I32, constant, intrinsic, is_float_type, register_type
 
@@ -62,11 +62,13 @@ def _compare(op: str):
     return rule
 
 
-def _extremum(fname: str, iname: str, bool_op: str):
-    """maximum / minimum: NaN wins, as np.maximum / np.minimum."""
+def _extremum(op: str, iname: str, bool_op: str):
+    """maximum / minimum as np.maximum / np.minimum: a NaN in x wins, then x if
+    strictly greater (less), else y — so a NaN in y wins too, and of two equal
+    zeros the second is returned, sign included."""
     def rule(b: ir.IRBuilder, eqn: Eqn, x, y):
         if _is_float(x):
-            return intrinsic(b, fname, [x, y])
+            return b.select(b.fcmp_unordered("uno", x, x), x, b.select(b.fcmp_ordered(op, x, y), x, y))
         if x.type == I1:
             return getattr(b, bool_op)(x, y)
         return intrinsic(b, iname, [x, y])
@@ -86,7 +88,7 @@ def _abs(b, eqn, x):
 def _sign(b, eqn, x):
     one, minus_one, zero = (ir.Constant(x.type, v) for v in ((1.0, -1.0, 0.0) if _is_float(x) else (1, -1, 0)))
     if _is_float(x):
-        neg = b.select(b.fcmp_ordered("<", x, zero), minus_one, x)  # 0, -0 and NaN are their own sign
+        neg = b.select(b.fcmp_ordered("<", x, zero), minus_one, b.select(b.fcmp_ordered("==", x, zero), zero, x))
         return b.select(b.fcmp_ordered(">", x, zero), one, neg)
     return b.select(b.icmp_signed(">", x, zero), one, b.select(b.icmp_signed("<", x, zero), minus_one, zero))
 
@@ -117,6 +119,9 @@ def _integer_pow(b, eqn, x):
 
 def _pow(b, eqn, x, y):
     if _is_float(x):
+        exponent = eqn.inputs[1]
+        if isinstance(exponent, Literal) and exponent.value == 0.5:  # NumPy computes x ** 0.5 as sqrt(x)
+            return intrinsic(b, "sqrt", [x])
         return math_call(b, "pow", [x, y])
     # NumPy refuses integers to negative integer powers: flag it, the runtime raises its ValueError.
     negative = b.icmp_signed("<", y, ir.Constant(y.type, 0))
@@ -268,7 +273,7 @@ RULES = {
     "integer_pow": _integer_pow,
     "add": _arith("fadd", "add", "or_"), "sub": _arith("fsub", "sub"), "mul": _arith("fmul", "mul", "and_"),
     "div": _arith("fdiv", "sdiv"), "pow": _pow,
-    "max": _extremum("maximum", "smax", "or_"), "min": _extremum("minimum", "smin", "and_"),
+    "max": _extremum(">", "smax", "or_"), "min": _extremum("<", "smin", "and_"),
     "floor_divide": _floor_divide, "remainder": _remainder,
     "and": lambda b, eqn, x, y: b.and_(x, y), "or": lambda b, eqn, x, y: b.or_(x, y),
     "xor": lambda b, eqn, x, y: b.xor(x, y),

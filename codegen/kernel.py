@@ -338,7 +338,7 @@ class Kernel:
             if axes == set(range(level, len(shape))) and level >= k:
                 in_register[r.id] = level
             else:
-                self._fill(r, prefix)
+                self._fill(r, prefix, first)
         b = self.b
 
         def level(d: int, idx: list) -> None:
@@ -379,10 +379,11 @@ class Kernel:
                 self.memo[(r.id, self._key(idx))] = v
                 b.store(self._to_memory(v, r), self._address(r, idx))
 
-    def _fill(self, r: Var, prefix) -> None:
-        """Set a memory accumulator (its part for this row, inside a row loop) to the reduction's identity."""
+    def _fill(self, r: Var, prefix, first=None) -> None:
+        """Set a memory accumulator to the reduction's identity: inside a row loop,
+        this row's part; in a stage split across threads, this thread's rows."""
         init = self._to_memory(identity_of(self.producer[r.id].prim.name, r.type.dtype), r)
-        with self._nest(r.type.shape[len(prefix):], prefix) as idx:
+        with self._nest(r.type.shape[len(prefix):], prefix, first) as idx:
             self.b.store(init, self._address(r, idx))
 
     # ---------------------------------------------------------- memory access
@@ -503,13 +504,13 @@ class Kernel:
                 parts.append((x, offset, n))
             offset += n
         i = idx[dim]
-        result = None
+        result = constant(e.outputs[0].type.dtype, 0)  # only when every part is empty: then never read
         for x, start, n in reversed(parts):
             local = b.sub(i, int64(start)) if start else i
             local = b.select(b.icmp_signed("<", local, int64(n)), local, int64(n - 1))
             local = b.select(b.icmp_signed("<", local, int64(0)), int64(0), local)
             v = self.value(x, idx[:dim] + [local] + idx[dim + 1:])
-            result = v if result is None else b.select(b.icmp_signed("<", i, int64(start + n)), v, result)
+            result = v if start + n == offset else b.select(b.icmp_signed("<", i, int64(start + n)), v, result)
         return result
 
     def _at_gather(self, e: Eqn, idx):

@@ -148,7 +148,8 @@ class Executable:
                 self._arena_lock.release()
         else:  # another thread is inside this executable: this call gets buffers of its own
             pointers = (ctypes.c_void_p * max(self._n_args, 1))(*objects)
-            status = self._entry(pointers, _aligned_empty(self.program.plan.arena_bytes).ctypes.data, threads)
+            arena = _aligned_empty(self.program.plan.arena_bytes)  # held here until native code returns
+            status = self._entry(pointers, arena.ctypes.data, threads)
         if status < 0:
             kind, message = ERRORS[status]
             raise kind(message)
