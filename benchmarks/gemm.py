@@ -13,8 +13,10 @@ shows the unpinned numbers.
 Each implementation's result is checked against a float64 NumPy product before it is
 timed. The implementations are then timed in interleaved rounds (one call of each per
 round), so that load from other processes on this shared machine falls on all of them
-alike; the table gives the median wall time per call and its GFLOP/s, and each library's
-time divided by tracegrad's (above 1: tracegrad is faster)."""
+alike; the tables give the median time per call and its GFLOP/s, and each library's time
+divided by tracegrad's (above 1: tracegrad is faster), first in wall time, then in process
+CPU time, which leaves out the slices other processes took from the pinned CPU (on a
+shared machine the steadier of the two; JAX's worker threads are in it)."""
 
 from __future__ import annotations
 
@@ -118,23 +120,32 @@ def check(name: str, got: np.ndarray, want: np.ndarray, k: int, dtype: str) -> N
         raise AssertionError(f"{name}: max error {err:.3g} exceeds {tol:.3g}")
 
 
-def time_interleaved(calls: dict[str, Callable[[], object]], flops: float, quick: bool) -> dict[str, np.ndarray]:
+def time_interleaved(calls: dict[str, Callable[[], object]], quick: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Per-call times, one call of each implementation per round, on two clocks: wall time
+    and process CPU time (which leaves out the time other work held this CPU)."""
     for call in calls.values():  # warm up
         call()
     budget = 0.25 if quick else 1.5  # seconds of the fastest implementation
-    probe = min(_one(call) for call in calls.values())
+    probe = min(_one(call)[0] for call in calls.values())
     rounds = int(min(2000, max(9, budget / max(probe, 1e-6))))
-    times = {name: np.empty(rounds) for name in calls}
+    times = {clock: {name: np.empty(rounds) for name in calls} for clock in ("wall", "cpu")}
     for r in range(rounds):
         for name, call in calls.items():
-            times[name][r] = _one(call)
+            times["wall"][name][r], times["cpu"][name][r] = _one(call)
     return times
 
 
-def _one(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def _one(call: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
     call()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def table_row(dtype: str, name: str, flops: float, times: dict[str, np.ndarray]) -> str:
+    med = {key: float(np.median(t)) for key, t in times.items()}
+    cells = [f"{t * 1e3:.3f} ms ({flops / t / 1e9:.0f} GF/s)" for t in med.values()]
+    ratios = [f"{t / med['tracegrad']:.2f}" for key, t in med.items() if key != "tracegrad"]
+    return f"| {dtype} | {name} | " + " | ".join(cells + ratios) + " |"
 
 
 def main() -> int:
@@ -149,12 +160,14 @@ def main() -> int:
     print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, process pinned to CPU(s) {affinity}; "
           f"Python {platform.python_version()}, NumPy {np.__version__} ({_openblas_core()}), "
           f"llvmlite {llvmlite.__version__}, JAX {jax.__version__ if jax else 'not installed'}")
-    print("- median wall time per call over interleaved rounds; GFLOP/s = 2mnk / median; "
-          "'x' columns: that library's median time / tracegrad's (above 1: tracegrad faster)\n")
-    header = "| dtype | shape (m x k @ k x n) | tracegrad | numpy | " + ("jax jit | " if jax else "") + \
-             "numpy / tg | " + ("jax / tg | " if jax else "")
+    print("- median time per call over interleaved rounds; GFLOP/s = 2mnk / median; "
+          "'/ tg' columns: that library's median time / tracegrad's (above 1: tracegrad faster)\n")
+    columns = ["dtype", "shape (m x k @ k x n)", "tracegrad", "numpy"] + (["jax jit"] if jax else []) + \
+        ["numpy / tg"] + (["jax / tg"] if jax else [])
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    print("## Wall time\n")
     print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    cpu_rows = []
     for dtype in dtypes:
         for name, m, k, n, a_t, b_t in SHAPES:
             a_store, b_store, a, b = operands(m, k, n, a_t, b_t, dtype)
@@ -172,12 +185,12 @@ def main() -> int:
                 ja, jb = jnp.asarray(a_store), jnp.asarray(b_store)
                 check("jax", f(ja, jb), want, k, dtype)
                 calls["jax"] = lambda f=f, ja=ja, jb=jb: f(ja, jb).block_until_ready()
-            times = time_interleaved(calls, 2.0 * m * n * k, args.quick)
-            med = {key: float(np.median(t)) for key, t in times.items()}
-            gf = {key: 2.0 * m * n * k / t / 1e9 for key, t in med.items()}
-            cells = [f"{med[key] * 1e3:.3f} ms ({gf[key]:.0f} GF/s)" for key in calls]
-            ratios = [f"{med[key] / med['tracegrad']:.2f}" for key in calls if key != "tracegrad"]
-            print(f"| {dtype} | {name} | " + " | ".join(cells + ratios) + " |", flush=True)
+            times = time_interleaved(calls, args.quick)
+            print(table_row(dtype, name, 2.0 * m * n * k, times["wall"]), flush=True)
+            cpu_rows.append(table_row(dtype, name, 2.0 * m * n * k, times["cpu"]))
+    print("\n## Process CPU time (the same rounds; leaves out time other processes held the CPU)\n")
+    print(header)
+    print("\n".join(cpu_rows))
     return 0
 
 

@@ -27,8 +27,10 @@ independent ``llvm.fma`` -- 29 of the 32 zmm registers, at least the 2 FMA ports
 cycles of latency in flight, and 10 loads per 24 FMAs, well under the load ports' rate.
 (Measured against 14x2, 12x2, 8x3, 5x5 and 4x6 tiles: 6x4 and 8x3 were fastest, 14x2,
 with 16 loads per 28 FMAs, slowest; 6x4 also divides NR evenly into power-of-two n.)
-The k loop is unrolled 4 times and walks pointers with constant offsets, so every
-broadcast of packed A is a ``vbroadcastss/sd disp(reg)`` and nothing is spilled.
+The k loop is unrolled 4 times and nothing is spilled. A is read in one of two layouts,
+each with its kernels: *by rows* (MR rows some stride apart, k steps contiguous: A as
+stored, packed into row panels by plain copies or read in place) or *k-major* (MR
+elements per k step: a transposed A, packed by plain copies). Both measure the same.
 
 The cache blocking (Goto/BLIS loop nest)
 ----------------------------------------
@@ -59,16 +61,16 @@ The cache blocking (Goto/BLIS loop nest)
   tile would be used once, so packing it would only add a pass -- and k blocks may be
   1024 long.
 
-Packing copies A into ``MR``-row panels stored k-major (``MR`` elements per k step, rows
-past the end zero) and B into ``NR``-column panels stored k-major (zero past the last
-column). Each packer picks one of three loops at run time: a (masked) vector copy when
-the panel's short side is contiguous (B as stored; A transposed), an in-register
-transpose of 16x16 (8x8) blocks when the k side is contiguous (A as stored; B
-transposed), and an element loop otherwise.
+Packing copies B into ``NR``-column panels stored k-major (``NR`` elements per k step,
+zero past the last column) and A into ``MR``-row panels in whichever layout is a plain
+copy of it (a k-major panel zero past the last row; a row panel just shorter). The B packer picks one of three loops at run time: a
+(masked) vector copy when B's rows are contiguous, an in-register transpose of 16x16
+(8x8) blocks when its columns are (a transposed B), and an element loop otherwise.
 
 Tails: a tile of ``nv < NV`` vectors has its own kernel, and the last vector of a tile
-row is read and written under a lane mask; the last row tile computes its zero padding
-rows but stores only real rows. So nothing outside C is touched. A one-vector tile
+row is read and written under a lane mask; a row tile short of MR rows still computes
+MR (the missing rows repeat row 0, or are zero) but stores only its own. So nothing
+outside C is touched. A one-vector tile
 (6 accumulators, fewer than the FMA latency hides) alternates k steps between two
 accumulator sets. ``k == 0`` zeroes C, or leaves it when accumulating.
 
@@ -78,7 +80,7 @@ partial sums for one-vector tiles), the block's sum then added to C; no fast-mat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -182,6 +184,24 @@ def _if(b: ir.IRBuilder, cond: ir.Value, name: str) -> Iterator[None]:
     b.cbranch(cond, then, end)
     b.position_at_end(then)
     yield
+    b.branch(end)
+    b.position_at_end(end)
+
+
+@contextmanager
+def _if_else(b: ir.IRBuilder, cond: ir.Value, name: str) -> Iterator[Callable[[], None]]:
+    """``with _if_else(b, cond, name) as otherwise:`` then-code, ``otherwise()``, else-code."""
+    then = b.append_basic_block(f"{name}.then")
+    other = b.append_basic_block(f"{name}.else")
+    end = b.append_basic_block(f"{name}.end")
+    b.cbranch(cond, then, other)
+    b.position_at_end(then)
+
+    def otherwise() -> None:
+        b.branch(end)
+        b.position_at_end(other)
+
+    yield otherwise
     b.branch(end)
     b.position_at_end(end)
 
@@ -305,19 +325,20 @@ class _GemmGenerator:
 
     # ---- the micro-kernel
 
-    def define_microkernel(self, nv: int, packed: bool) -> ir.Function:
+    def define_microkernel(self, nv: int, kmajor: bool) -> ir.Function:
         """``ukr(kc, a, a_rs, bp, c, c_rs, rows, beta, last_mask, pf, pf_step)``:
         C[:rows, :nv*lanes] = (beta ? C : 0) + A[:rows, :kc] @ Bp.
 
-        A is a packed panel (``packed``: kc groups of ``MR`` elements, padding rows zero)
-        or A in place (rows ``a_rs`` apart, k steps contiguous). ``bp`` holds kc rows of
+        A is a k-major packed panel (``kmajor``: kc groups of ``MR`` elements, padding rows
+        zero) or MR rows ``a_rs`` apart with contiguous k steps (A in place, or a row
+        panel packed with ``a_rs = kc``). ``bp`` holds kc rows of
         ``NR`` elements, 64-byte aligned, of which the first ``nv`` vectors are read.
         Only the first ``rows`` rows of C are touched, and the last vector of each row
-        only under ``last_mask``. Packed kernels prefetch one row of ``NR`` elements at
+        only under ``last_mask``. The kernel prefetches one row of ``NR`` elements at
         ``pf + i * pf_step`` in main-loop iteration i (see ``prefetch_plan``)."""
         bl = self.bl
         mr, lanes = bl.mr, bl.lanes
-        fn = self.new_function(f"{self.prefix}.ukr.{'packed' if packed else 'direct'}.{nv}", [
+        fn = self.new_function(f"{self.prefix}.ukr.{'kmajor' if kmajor else 'rows'}.{nv}", [
             ("kc", I64), ("a", self.ptr), ("a_rs", I64), ("bp", self.ptr),
             ("c", self.ptr), ("c_rs", I64), ("rows", I64), ("beta", I32), ("last_mask", self.mask_int),
             ("pf", I8.as_pointer()), ("pf_step", I64)])
@@ -344,11 +365,11 @@ class _GemmGenerator:
                               _const(bl.unroll))
         c_prefetch_at = b.select(b.icmp_signed("<", c_prefetch_at, _const(0)), _const(0), c_prefetch_at)
 
-        # Where the k loop reads A. Packed: one pointer to the current k step's MR elements,
-        # so every broadcast is a pointer plus a constant. In place (A's rows contiguous):
-        # one pointer per row, a row past `rows` aliasing row 0 (its sums are never stored);
-        # LLVM rewrites these as one pointer plus row offsets in registers.
-        if packed:
+        # Where the k loop reads A. K-major: one pointer to the current k step's MR elements,
+        # so every broadcast is a pointer plus a constant. By rows: one pointer per row, a
+        # row past `rows` aliasing row 0 (its sums are never stored); LLVM rewrites these as
+        # one pointer plus row offsets in registers (measured as fast).
+        if kmajor:
             a_start = [a]
         else:
             a_start = [b.select(b.icmp_signed("<", _const(i), nrows), b.gep(a, [b.mul(a_rs, _const(i))]), a)
@@ -356,10 +377,10 @@ class _GemmGenerator:
 
         def a_element(b: ir.IRBuilder, pointers: list[ir.Value], u: int, i: int) -> ir.Value:
             """A[i, p + u] for the k step p the pointers are at."""
-            return b.load(self.at(b, pointers[0], u * mr + i) if packed else self.at(b, pointers[i], u))
+            return b.load(self.at(b, pointers[0], u * mr + i) if kmajor else self.at(b, pointers[i], u))
 
         def a_advance(b: ir.IRBuilder, pointers: list[ir.Value], steps: int) -> list[ir.Value]:
-            return [self.at(b, ptr, steps * mr if packed else steps) for ptr in pointers]
+            return [self.at(b, ptr, steps * mr if kmajor else steps) for ptr in pointers]
 
         def step(b: ir.IRBuilder, a_ptrs: list[ir.Value], u: int, b_row: ir.Value,
                  accs: list[list[ir.Value]]) -> list[list[ir.Value]]:
@@ -480,17 +501,18 @@ class _GemmGenerator:
         src.attributes.add("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         nchunks = -(-width // lanes)
-        fill = width
         assert width <= lanes or width % lanes == 0, "a panel is narrower than a vector or whole vectors"
 
         copy_block = b.append_basic_block("copy")
         not_copy = b.append_basic_block("not_copy")
-        transpose_block = b.append_basic_block("transpose")
         scalar_block = b.append_basic_block("scalar")
         b.cbranch(b.icmp_signed("==", s_w, _const(1)), copy_block, not_copy)
         b.position_at_end(not_copy)
-        b.cbranch(b.icmp_signed("==", s_p, _const(1)) if transpose else ir.Constant(I1, 0),
-                  transpose_block, scalar_block)
+        if transpose:
+            transpose_block = b.append_basic_block("transpose")
+            b.cbranch(b.icmp_signed("==", s_p, _const(1)), transpose_block, scalar_block)
+        else:
+            b.branch(scalar_block)
 
         # 1. The w side is contiguous: each k step is a (masked) vector copy.
         b.position_at_end(copy_block)
@@ -510,12 +532,45 @@ class _GemmGenerator:
                     self.mstore(b, v, self.at(b, out, ch * lanes), self.const_mask(width - ch * lanes))
         b.ret_void()
 
-        # 2. The k side is contiguous: transpose lanes x lanes blocks in registers
-        #    (a chunk is `lanes` consecutive w; rows past `valid` are zero).
-        b.position_at_end(transpose_block)
-        if not transpose:
-            b.unreachable()
-            transpose_block = None
+        if transpose:
+            # 2. The k side is contiguous: transpose lanes x lanes blocks in registers.
+            b.position_at_end(transpose_block)
+            full_k = self.transpose_pack(b, valid, kc, src, s_w, dst, width)
+            self.scalar_pack(b, valid, full_k, kc, src, s_w, s_p, dst, width)
+            b.ret_void()
+
+        # 3. Neither side is contiguous: element by element.
+        b.position_at_end(scalar_block)
+        self.scalar_pack(b, valid, _const(0), kc, src, s_w, s_p, dst, width)
+        b.ret_void()
+        return fn
+
+    def define_row_packer(self, name: str) -> ir.Function:
+        """``pack_rows(valid, kc, src, s_w, dst)``: dst[w*kc + p] = src[w*s_w + p] for w < valid,
+        p < kc -- MR rows of A whose k steps are contiguous, copied into one contiguous
+        panel (no transposing: the "rows" kernels read it with a_rs = kc)."""
+        lanes = self.bl.lanes
+        fn = self.new_function(f"{self.prefix}.{name}", [
+            ("valid", I64), ("kc", I64), ("src", self.ptr), ("s_w", I64), ("dst", self.ptr)])
+        valid, kc, src, s_w, dst = fn.args
+        src.attributes.add("noalias")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        with _loop(b, _const(0), valid, 1, "w") as w:
+            row = b.gep(src, [b.mul(w, s_w)])
+            out = b.gep(dst, [b.mul(w, kc)])
+            with _loop(b, _const(0), kc, lanes, "p") as p0:
+                mask = self.lane_mask(b, b.sub(kc, p0))
+                self.mstore(b, self.mload(b, b.gep(row, [p0]), mask), b.gep(out, [p0]), mask)
+        b.ret_void()
+        return fn
+
+    def transpose_pack(self, b: ir.IRBuilder, valid: ir.Value, kc: ir.Value, src: ir.Value, s_w: ir.Value,
+                       dst: ir.Value, width: int) -> ir.Value:
+        """The packer's loop for a contiguous k side, over whole blocks of ``lanes`` k steps:
+        a chunk of ``lanes`` consecutive w is loaded as rows (rows past ``valid`` are zero),
+        transposed and stored k step by k step. Returns where the whole blocks end."""
+        bl = self.bl
+        lanes = bl.lanes
         full_k = b.mul(b.sdiv(kc, _const(lanes)), _const(lanes))
         all_lanes = self.const_mask(lanes)
         none = self.const_mask(0)
@@ -537,26 +592,18 @@ class _GemmGenerator:
                         self.store_vec(b, cols[q], out, bl.itemsize)
                     else:
                         self.mstore(b, cols[q], out, self.const_mask(store_lanes))
-        self.scalar_pack(b, valid, full_k, kc, src, s_w, s_p, dst, width, fill)
-        b.ret_void()
-
-        # 3. Neither side is contiguous: element by element.
-        b.position_at_end(scalar_block)
-        self.scalar_pack(b, valid, _const(0), kc, src, s_w, s_p, dst, width, fill)
-        b.ret_void()
-        return fn
+        return full_k
 
     def scalar_pack(self, b: ir.IRBuilder, valid: ir.Value, p_start: ir.Value, p_stop: ir.Value,
-                    src: ir.Value, s_w: ir.Value, s_p: ir.Value, dst: ir.Value, width: int,
-                    fill: int | None) -> None:
+                    src: ir.Value, s_w: ir.Value, s_p: ir.Value, dst: ir.Value, width: int) -> None:
+        """The packer's element loop over k steps ``p_start <= p < p_stop``."""
         with _loop(b, p_start, p_stop, 1, "sp") as p:
             row = b.gep(src, [b.mul(p, s_p)])
             out = self.at(b, dst, b.mul(p, _const(width)))
             with _loop(b, _const(0), valid, 1, "sw") as w:
                 b.store(b.load(b.gep(row, [b.mul(w, s_w)])), b.gep(out, [w]))
-            if fill is not None:
-                with _loop(b, valid, _const(fill), 1, "sz") as w:
-                    b.store(ir.Constant(self.t, 0.0), b.gep(out, [w]))
+            with _loop(b, valid, _const(width), 1, "sz") as w:
+                b.store(ir.Constant(self.t, 0.0), b.gep(out, [w]))
 
     # ---- the driver
 
@@ -564,10 +611,11 @@ class _GemmGenerator:
         """The exported driver: the loop nest of the module docstring around the packers and
         the micro-kernels it defines first."""
         bl = self.bl
-        packed = [self.define_microkernel(nv, packed=True) for nv in range(1, bl.nv + 1)]
-        direct = [self.define_microkernel(nv, packed=False) for nv in range(1, bl.nv + 1)]
-        pack_a = self.define_packer(bl.mr, zero_fill=True, name="pack_a")
-        pack_b = self.define_packer(bl.nr, zero_fill=True, name="pack_b")
+        kmajor = [self.define_microkernel(nv, kmajor=True) for nv in range(1, bl.nv + 1)]
+        by_rows = [self.define_microkernel(nv, kmajor=False) for nv in range(1, bl.nv + 1)]
+        pack_a_rows = self.define_row_packer("pack_a_rows")
+        pack_a_kmajor = self.define_packer(bl.mr, "pack_a_kmajor", transpose=False)
+        pack_b = self.define_packer(bl.nr, "pack_b")
 
         fn = self.new_function(name, [
             ("m", I64), ("n", I64), ("k", I64), ("a", self.ptr), ("a_rs", I64), ("a_cs", I64),
@@ -601,9 +649,12 @@ class _GemmGenerator:
         bpack = ws
         apack = self.at(b, ws, b_block_elems)
 
-        # With a single B panel (n <= NR) each A tile is used once: if A's rows are contiguous,
-        # read A where it is instead of packing it; otherwise the kernels read packed A.
-        direct_a = b.and_(b.icmp_signed("<=", n, _const(bl.nr)), b.icmp_signed("==", a_cs, _const(1)))
+        # How the kernels read A. If A's k steps are contiguous (A as stored, row-major), by
+        # rows: in place when there is a single B panel (n <= NR, each A tile is used once),
+        # else from row panels packed by plain copies. Otherwise (A transposed, or other
+        # strides) from k-major panels, which a transposed A packs by plain copies too.
+        a_rows = b.icmp_signed("==", a_cs, _const(1))
+        direct_a = b.and_(a_rows, b.icmp_signed("<=", n, _const(bl.nr)))
         # K and M in equal blocks of at most KC and MC (rounded up to the unroll and to MR), so
         # that no block is a sliver; with no A block to keep in cache, k blocks can be longer.
         assert bl.kc_direct * bl.nr <= bl.kc * _round_up(bl.nc, bl.nr), "the B panel fits the workspace"
@@ -621,9 +672,13 @@ class _GemmGenerator:
                     a_block = b.gep(a, [b.add(b.mul(ic, a_rs), b.mul(pc, a_cs))])
                     with _if(b, b.not_(direct_a), "packa"):
                         with _loop(b, _const(0), mc, bl.mr, "pa") as ir_:
-                            b.call(pack_a, [_min(b, _const(bl.mr), b.sub(mc, ir_)), kc,
-                                            b.gep(a_block, [b.mul(ir_, a_rs)]), a_rs, a_cs,
-                                            b.gep(apack, [b.mul(ir_, kc)])])
+                            rows = _min(b, _const(bl.mr), b.sub(mc, ir_))
+                            src = b.gep(a_block, [b.mul(ir_, a_rs)])
+                            dst = b.gep(apack, [b.mul(ir_, kc)])
+                            with _if_else(b, a_rows, "packa.rows") as otherwise:
+                                b.call(pack_a_rows, [rows, kc, src, a_rs, dst])
+                                otherwise()
+                                b.call(pack_a_kmajor, [rows, kc, src, a_rs, a_cs, dst])
                     with _loop(b, _const(0), nc, bl.nr, "jr") as jr:
                         nr = _min(b, _const(bl.nr), b.sub(nc, jr))
                         bpanel = b.gep(bpack, [b.mul(jr, kc)])
@@ -641,10 +696,10 @@ class _GemmGenerator:
                             pf, pf_step = pf_plan(b, b.sdiv(ir_, _const(bl.mr)))
                             tile_a = b.select(direct_a, b.gep(a_block, [b.mul(ir_, a_rs)]),
                                               b.gep(apack, [b.mul(ir_, kc)]))
-                            args = [kc, tile_a, a_rs, bpanel,
+                            args = [kc, tile_a, b.select(direct_a, a_rs, kc), bpanel,
                                     b.gep(c_col, [b.mul(b.add(ic, ir_), c_rs)]), c_rs, mr, beta, last_mask,
                                     pf, pf_step]
-                            self.dispatch(b, packed, direct, direct_a, nvec, args)
+                            self.dispatch(b, kmajor, by_rows, a_rows, nvec, args)
         b.ret_void()
         return fn
 
@@ -691,17 +746,17 @@ class _GemmGenerator:
 
         return plan
 
-    def dispatch(self, b: ir.IRBuilder, packed: list[ir.Function], direct: list[ir.Function],
-                 direct_a: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
-        """Call the kernel for ``nvec`` vectors per row that reads packed or in-place A: a
-        switch on ``nvec`` (packed) or ``NV + nvec`` (in place), the full packed one the
+    def dispatch(self, b: ir.IRBuilder, kmajor: list[ir.Function], by_rows: list[ir.Function],
+                 a_rows: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
+        """Call the kernel for ``nvec`` vectors per row that reads A by rows or k-major: a
+        switch on ``nvec`` (by rows) or ``NV + nvec`` (k-major), the full by-rows kernel the
         default."""
         nv = self.bl.nv
         after = b.append_basic_block("ukr.after")
         full = b.append_basic_block("ukr.full")
-        switch = b.switch(b.add(nvec, b.select(direct_a, _const(nv), _const(0))), full)
-        cases = [(vectors, kernel) for vectors, kernel in enumerate(packed, start=1) if vectors < nv]
-        cases += [(nv + vectors, kernel) for vectors, kernel in enumerate(direct, start=1)]
+        switch = b.switch(b.add(nvec, b.select(a_rows, _const(0), _const(nv))), full)
+        cases = [(vectors, kernel) for vectors, kernel in enumerate(by_rows, start=1) if vectors < nv]
+        cases += [(nv + vectors, kernel) for vectors, kernel in enumerate(kmajor, start=1)]
         for key, kernel in cases:
             case = b.append_basic_block(f"ukr.{key}")
             switch.add_case(_const(key), case)
@@ -709,6 +764,6 @@ class _GemmGenerator:
             b.call(kernel, args)
             b.branch(after)
         b.position_at_end(full)
-        b.call(packed[-1], args)
+        b.call(by_rows[-1], args)
         b.branch(after)
         b.position_at_end(after)
