@@ -132,20 +132,23 @@ class Executable:
         if len(args) != len(specs):
             raise TypeError(f"the compiled program takes {len(specs)} arrays, got {len(args)}")
         arrays = list(args)
-        for i, (shape, dtype) in enumerate(specs):
+        i = 0
+        for shape, dtype in specs:
             a = arrays[i]
             if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype or not a.flags.carray:
                 arrays[i] = _prepared(i, a, shape, dtype)
-        outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
-        objects = list(map(id, arrays))
-        objects += self._constant_ids
-        objects += map(id, outs)
-        if self._arena_lock.acquire(False):
+            i += 1
+        out_specs = self._out_specs
+        outs = [np.empty(*out_specs[0])] if len(out_specs) == 1 else [np.empty(*spec) for spec in out_specs]
+        objects = [*map(id, arrays), *self._constant_ids, *map(id, outs)]
+        lock = self._arena_lock
+        if lock.acquire(False):
             try:
-                self._pointers[:self._n_args] = objects
-                status = self._entry(self._pointers, self._arena_address, threads)
+                pointers = self._pointers
+                pointers[:self._n_args] = objects
+                status = self._entry(pointers, self._arena_address, threads)
             finally:
-                self._arena_lock.release()
+                lock.release()
         else:  # another thread is inside this executable: this call gets buffers of its own
             pointers = (ctypes.c_void_p * max(self._n_args, 1))(*objects)
             arena = _aligned_empty(self.program.plan.arena_bytes)  # held here until native code returns
@@ -203,6 +206,8 @@ def _prepared(i: int, a, shape: tuple, dtype: np.dtype) -> np.ndarray:
     """Argument i as an array native code can read, or a clear error: a strided,
     reversed or misaligned array is copied, never read with the wrong layout."""
     a = np.asarray(a)
+    if a.shape == shape and a.dtype != dtype and a.dtype.newbyteorder("=") == dtype:
+        a = a.astype(dtype)  # the other byte order: converted, like any layout native code cannot read
     if a.shape != shape or a.dtype != dtype:
         expected = f"{np.dtype(dtype).name}{list(shape)}"
         raise TypeError(f"argument {i} of the compiled program is {a.dtype.name}{list(a.shape)}, expected "

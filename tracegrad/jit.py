@@ -72,6 +72,7 @@ class Compiled:
         self._checked = None
         if backend == "llvm":
             self._native = Executable(self.passes.fused)
+        self._one_array = traced.out_tree.kind == "leaf"
 
     @property
     def graph(self):
@@ -91,7 +92,8 @@ class Compiled:
         if self._native is not None:
             if FINITE_CHECK.enabled:
                 return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
-            return tree.unflatten(self.traced.out_tree, self._native(inputs, config.threads)[0])
+            outs = self._native(inputs, config.threads)[0]
+            return outs[0] if self._one_array else tree.unflatten(self.traced.out_tree, outs)
         given = {id(a) for a in inputs}
         outs = evaluate(self.program, inputs)
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
@@ -202,12 +204,21 @@ class JitFunction:
 
     def __call__(self, *args, **kwargs):
         # The fast path: a call like an earlier one, keyed by what the leaves are without inspecting the signature.
-        if not kwargs and all(type(a) is np.ndarray for a in args):
-            leaves, treedef = list(args), len(args)  # flat arrays, the commonest call, need no tree walk
-        else:
-            leaves, treedef = tree.flatten((args, kwargs))
-        key = _fast_key(treedef, leaves) if self._fast is not None else None
-        compiled = self._fast.get(key) if key is not None else None
+        fast = self._fast
+        if fast is not None and not kwargs:
+            key = []
+            for a in args:  # flat arrays, the commonest call, need no tree walk
+                if type(a) is not np.ndarray:
+                    break
+                key += (a.shape, a.dtype)
+            else:
+                compiled = fast.get(tuple(key))
+                if compiled is not None:  # the key holds their dtypes: they are the signature's already
+                    self._info.hits += 1
+                    return compiled.run_leaves(args)
+        leaves, treedef = tree.flatten((args, kwargs))
+        key = _fast_key(treedef, leaves, args, kwargs) if fast is not None else None
+        compiled = fast.get(key) if key is not None else None
         if compiled is not None:
             self._info.hits += 1
             return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
@@ -254,8 +265,11 @@ def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), b
     return JitFunction(fun, static_argnums, static_argnames, backend)
 
 
-def _fast_key(treedef, leaves: list):
-    """(tree, per-leaf shape and dtype or Python type), or None when a leaf needs the full checks."""
+def _fast_key(treedef, leaves: list, args: tuple, kwargs: dict):
+    """(tree, per-leaf shape and dtype or Python type), or None when a leaf needs the full checks.
+    Flat array arguments get the key the fast path of ``__call__`` builds: their shapes and dtypes."""
+    if not kwargs and all(type(a) is np.ndarray for a in args):
+        return tuple(x for a in args for x in (a.shape, a.dtype))
     kinds = []
     for leaf in leaves:
         t = type(leaf)
