@@ -17,7 +17,8 @@ from llvmlite import ir
 
 from ir.graph import Eqn, Literal
 
-from .llvmtypes import F32, F64, I1, I32, constant, intrinsic, is_float_type, register_type
+from . import mathlib
+from .llvmtypes import F64, I1, I32, constant, intrinsic, is_float_type, register_type
 
 CONTRACT = ("contract",)
 NEGATIVE_INTEGER_POWER = -1  # a status the entry point returns: the runtime raises NumPy's error for it
@@ -38,20 +39,7 @@ def _arith(fop: str, iop: str, bool_op: str | None = None):
 
 
 def _math(name: str):
-    return lambda b, eqn, *xs: math_call(b, name, list(xs))
-
-
-def math_call(b: ir.IRBuilder, name: str, xs: list) -> ir.Value:
-    try:
-        from . import mathlib
-        if name in getattr(mathlib, "NAMES", ()):
-            return mathlib.call(b, name, xs)
-    except ImportError:
-        pass
-    t = xs[0].type
-    symbol = name if t == F64 else name + "f"
-    fn = b.module.globals.get(symbol) or ir.Function(b.module, ir.FunctionType(t, [t] * len(xs)), name=symbol)
-    return b.call(fn, xs)
+    return lambda b, eqn, *xs: mathlib.call(b, name, list(xs))
 
 
 def _compare(op: str):
@@ -122,7 +110,7 @@ def _pow(b, eqn, x, y):
         exponent = eqn.inputs[1]
         if isinstance(exponent, Literal) and exponent.value == 0.5:  # NumPy computes x ** 0.5 as sqrt(x)
             return intrinsic(b, "sqrt", [x])
-        return math_call(b, "pow", [x, y])
+        return mathlib.call(b, "pow", [x, y])
     # NumPy refuses integers to negative integer powers: flag it, the runtime raises its ValueError.
     negative = b.icmp_signed("<", y, ir.Constant(y.type, 0))
     b.store(b.select(negative, ir.Constant(I32, NEGATIVE_INTEGER_POWER), b.load(b.status)), b.status)
@@ -318,5 +306,3 @@ def combine(b: ir.IRBuilder, name: str, acc: ir.Value, x: ir.Value, reassociate:
         return b.or_(acc, x) if maximum else b.and_(acc, x)
     return intrinsic(b, "smax" if maximum else "smin", [acc, x])
 
-
-__all__ = ["RULES", "convert", "identity_of", "combine", "F32", "F64"]

@@ -63,7 +63,8 @@ The cache blocking (Goto/BLIS loop nest)
 
 Packing copies B into ``NR``-column panels stored k-major (``NR`` elements per k step,
 zero past the last column) and A into ``MR``-row panels in whichever layout is a plain
-copy of it (a k-major panel zero past the last row; a row panel just shorter). The B packer picks one of three loops at run time: a
+copy of it (a k-major panel zero past the last row; a row panel just shorter). The B packer
+picks one of three loops at run time: a
 (masked) vector copy when B's rows are contiguous, an in-register transpose of 16x16
 (8x8) blocks when its columns are (a transposed B), and an element loop otherwise.
 

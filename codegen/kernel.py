@@ -435,7 +435,8 @@ class Kernel:
     def _at_broadcast_in_dim(self, e: Eqn, idx):
         x = e.inputs[0]
         zero = int64(0)
-        return self.value(x, [zero if n == 1 else idx[d] for n, d in zip(x.type.shape, e.params["broadcast_dimensions"])])
+        dims = e.params["broadcast_dimensions"]
+        return self.value(x, [zero if n == 1 else idx[d] for n, d in zip(x.type.shape, dims)])
 
     def _at_reshape(self, e: Eqn, idx):
         x = e.inputs[0]

@@ -16,11 +16,6 @@ kernels are compiled once, apart from any program (library.py).
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import os
-import pathlib
-import tempfile
 import threading
 from dataclasses import dataclass
 
