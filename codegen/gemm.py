@@ -87,6 +87,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from .llvmtypes import counted_loop
+
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 VOID = ir.VoidType()
 
@@ -157,25 +159,9 @@ def _const(n: int, t: ir.IntType = I64) -> ir.Constant:
     return ir.Constant(t, n)
 
 
-@contextmanager
-def _loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value,
-          name: str) -> Iterator[ir.Value]:
+def _loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str):
     """``for i in range(start, stop, step)`` (step > 0); the body is emitted inside the ``with``."""
-    step_value = _const(step) if isinstance(step, int) else step
-    pre = b.block
-    head = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    end = b.append_basic_block(f"{name}.end")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, end)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step_value, name=f"{name}.next"), b.block)
-    b.branch(head)
-    b.position_at_end(end)
+    return counted_loop(b, stop, name, start=start, step=step)
 
 
 @contextmanager

@@ -516,18 +516,22 @@ class Kernel:
 
     def _at_gather(self, e: Eqn, idx):
         x, *indices = e.inputs
-        b, k = self.b, len(indices)
+        k = len(indices)
         if any(x.type.shape[a] == 0 for a in range(k)):
             return constant(x.type.dtype, 0)
         n_idx = indices[0].type.ndim
-        src = []
+        return self.value(x, self._indexed(x, indices, idx[:n_idx]) + idx[n_idx:])
+
+    def _indexed(self, x: Var, indices: list, at: list) -> list:
+        """The leading indices of x that integer arrays ``indices`` hold at ``at``, clamped into range."""
+        b, out = self.b, []
         for a, ind in enumerate(indices):
-            j = self.value(ind, idx[:n_idx])
+            j = self.value(ind, at)
             j = b.sext(j, I64) if j.type != I64 else j
             j = b.select(b.icmp_signed("<", j, int64(0)), int64(0), j)
             hi = int64(x.type.shape[a] - 1)
-            src.append(b.select(b.icmp_signed(">", j, hi), hi, j))
-        return self.value(x, src + idx[n_idx:])
+            out.append(b.select(b.icmp_signed(">", j, hi), hi, j))
+        return out
 
     def _at_iota(self, e: Eqn, idx):
         return convert(self.b, idx[e.params["dimension"]], np.int64, e.params["dtype"])
@@ -650,14 +654,7 @@ class Kernel:
         n_idx = indices[0].type.ndim
         with self._nest(updates.type.shape) as idx:
             self.memo = {}
-            dst = []
-            for a, ind in enumerate(indices):
-                j = self.value(ind, idx[:n_idx])
-                j = b.sext(j, I64) if j.type != I64 else j
-                j = b.select(b.icmp_signed("<", j, int64(0)), int64(0), j)
-                hi = int64(x.type.shape[a] - 1)
-                dst.append(b.select(b.icmp_signed(">", j, hi), hi, j))
-            where = self._address(out, dst + idx[n_idx:])
+            where = self._address(out, self._indexed(x, indices, idx[:n_idx]) + idx[n_idx:])
             u = self.value(updates, idx)
             acc = self._from_memory(b.load(where), out)
             b.store(self._to_memory(combine(b, "reduce_sum", acc, u, False), out), where)

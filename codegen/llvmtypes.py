@@ -55,8 +55,9 @@ def intrinsic(builder: ir.IRBuilder, name: str, args: list, ret: ir.Type | None 
 
 
 @contextmanager
-def counted_loop(b: ir.IRBuilder, stop: ir.Value, name: str = "i", start: ir.Value | None = None):
-    """``for i in range(start, stop)``: yields i; the code emitted in the block runs per iteration."""
+def counted_loop(b: ir.IRBuilder, stop: ir.Value, name: str = "i", start: ir.Value | None = None,
+                 step: ir.Value | int = 1):
+    """``for i in range(start, stop, step)`` (step > 0): yields i; the code emitted in the block runs per iteration."""
     pre = b.block
     fn = pre.function
     head = fn.append_basic_block(f"{name}.head")
@@ -69,7 +70,7 @@ def counted_loop(b: ir.IRBuilder, stop: ir.Value, name: str = "i", start: ir.Val
     b.cbranch(b.icmp_signed("<", i, stop), body, done)
     b.position_at_end(body)
     yield i
-    step = b.add(i, int64(1), name=f"{name}.next", flags=["nsw"])
-    i.add_incoming(step, b.block)
+    following = b.add(i, int64(step) if isinstance(step, int) else step, name=f"{name}.next", flags=["nsw"])
+    i.add_incoming(following, b.block)
     b.branch(head)
     b.position_at_end(done)
