@@ -37,10 +37,12 @@ from .elementwise import RULES, combine, convert, identity_of
 from . import library
 from .gemm import function_name, workspace_bytes
 from .llvmtypes import I1, I8, I32, I64, VOID, constant, counted_loop, int64, memory_type
-from .parallel import WORKER, parallel_for
+from .parallel import MAX_THREADS, WORKER, parallel_for
 
 ARG_REDUCTIONS = {"argmax", "argmin"}
-PARALLEL_MIN_WORK = 1 << 18  # loop iterations (multiply-adds for a matmul) before a stage is split across threads
+# Work (loop iterations times equations in the kernel; multiply-adds / 8 for a matmul) before a stage
+# is split across threads: starting a thread costs tens of microseconds.
+PARALLEL_MIN_WORK = 1 << 21
 MATERIALISED = REDUCTIONS | ARG_REDUCTIONS | {"dot_general", "scatter_add"}
 
 
@@ -199,12 +201,13 @@ class Kernel:
         self.threads = fn.args[-1]
         self.inputs = {v.id for v in sig.reads}
         self.complete: set[int] = set()
+        self.partials: dict[int, ir.Value] = {}  # reduction id -> this chunk's slot, in a split stage
         self._parts = 0
         if self.rows is not None:
             for r in self.across_rows:
                 self._fill(r, ())
             if not self.across_rows and self.rows[0] > 1 and self._big(np.prod(self.rows) * self._row_work()):
-                self._split(self.rows[0], self._row_loop)
+                self._split(self.rows[0], self._row_loop, [])
             else:
                 self._row_loop(int64(0), int64(self.rows[0]))
             self.complete.update(r.id for s in self.row_stages for r in s.roots)
@@ -234,8 +237,8 @@ class Kernel:
         self.slots: dict[int, ir.Value] = {}
 
     # ------------------------------------------------------------- threads
-    def _big(self, work) -> bool:
-        return int(work) >= PARALLEL_MIN_WORK
+    def _big(self, iterations, per_iteration: int | None = None) -> bool:
+        return int(iterations) * (per_iteration or len(self.body.eqns)) >= PARALLEL_MIN_WORK
 
     def _row_work(self) -> int:
         return sum(int(np.prod(s.shape[len(self.rows):])) for s in self.row_stages)
@@ -245,31 +248,52 @@ class Kernel:
             for stage in self.row_stages:
                 self._stage(stage, row)
 
-    def _split(self, n: int, emit_range) -> None:
+    def _split(self, n: int, emit_range, partial: list[Var]) -> None:
         """Emit ``emit_range(lo, hi)`` as a function of its own and run it over
-        ``range(n)`` in chunks, one per thread (parallel.py)."""
+        ``range(n)`` in chunks, one per thread (parallel.py). A reduction in
+        ``partial`` runs over the whole split axis: each chunk leaves its partial
+        result in a slot of its own, and the slots are combined in chunk order."""
+        b = self.b
+        slot_types = [memory_type(r.type.dtype) for r in partial]
+        with b.goto_entry_block():
+            slots = [b.alloca(t, size=int64(MAX_THREADS), name="partials") for t in slot_types]
+        for r, slot in zip(partial, slots):
+            with counted_loop(b, int64(MAX_THREADS), "clear") as i:
+                b.store(self._to_memory(identity_of(self.producer[r.id].prim.name, r.type.dtype), r), b.gep(slot, [i]))
         caller = (self.fn, self.b, self.mem, self.slots)
-        pointers = list(self.fn.args[:len(self.mem) + 1])
+        pointers = list(self.fn.args[:len(self.mem) + 1]) + slots
         self._parts += 1
-        part = self._function(f"{self.name}.part{self._parts}", [I64, I64])
-        self._enter(part, part.args[:-2])
-        emit_range(part.args[-2], part.args[-1])
+        n_buffers = len(self.mem) + 1
+        part = self._function(f"{self.name}.part{self._parts}", [I64, I64, I64] + [t.as_pointer() for t in slot_types])
+        self._enter(part, part.args[:n_buffers])
+        lo, hi, chunk = part.args[n_buffers:n_buffers + 3]
+        self.partials = {r.id: self.b.gep(slot, [chunk]) for r, slot in zip(partial, part.args[n_buffers + 3:])}
+        emit_range(lo, hi)
         self.b.ret_void()
-        # the worker: (ctx, lo, hi) -> part(buffers from ctx..., lo, hi)
+        self.partials = {}
+        # the worker: (ctx, lo, hi, chunk) -> part(pointers from ctx..., lo, hi, chunk, partial slots from ctx...)
         worker = ir.Function(self.module, WORKER, name=f"{self.name}.worker{self._parts}")
         worker.linkage = "internal"
         wb = ir.IRBuilder(worker.append_basic_block("entry"))
-        ctx, lo, hi = worker.args
+        ctx, w_lo, w_hi, w_chunk = worker.args
         loaded = [wb.bitcast(wb.load(wb.gep(ctx, [int64(i)])), p.type) for i, p in enumerate(pointers)]
-        wb.call(part, loaded + [lo, hi])
+        wb.call(part, loaded[:n_buffers] + [w_lo, w_hi, w_chunk] + loaded[n_buffers:])
         wb.ret_void()
         self.fn, self.b, self.mem, self.slots = caller
-        b = self.b
         with b.goto_entry_block():
             frame = b.alloca(I8.as_pointer(), size=int64(len(pointers)), name="ctx")
         for i, p in enumerate(pointers):
             b.store(b.bitcast(p, I8.as_pointer()), b.gep(frame, [int64(i)]))
         b.call(parallel_for(self.module), [worker, frame, int64(n), self.threads])
+        for r, slot in zip(partial, slots):
+            name = self.producer[r.id].prim.name
+            acc = self._slot(r)
+            b.store(self._to_memory(identity_of(name, r.type.dtype), r), acc)
+            with counted_loop(b, int64(MAX_THREADS), "combine") as i:
+                total = combine(b, name, self._from_memory(b.load(acc), r),
+                                self._from_memory(b.load(b.gep(slot, [i])), r), False)
+                b.store(self._to_memory(total, r), acc)
+            b.store(b.load(acc), self._address(r, []))
 
     def _nest(self, shape: tuple, prefix=(), first=None):
         """Nested counted loops over ``shape``; yields the list of indices.
@@ -296,8 +320,13 @@ class Kernel:
                 self.slots[v.id] = self.b.alloca(memory_type(v.type.dtype), name=f"acc{v.id}")
         return self.slots[v.id]
 
+    def _across_first_axis(self, stage: Stage) -> list[Var]:
+        return [r for r in stage.roots if self.producer[r.id].prim.name in REDUCTIONS
+                and 0 in self.producer[r.id].params["axes"]]
+
     def _splittable(self, stage: Stage, prefix: list) -> bool:
-        """A stage outside a row loop whose first loop axis no reduction crosses, with enough work."""
+        """A stage outside a row loop, with enough work, whose reductions either
+        keep its first loop axis or reduce every axis (those combine partial results)."""
         if prefix or not stage.shape or stage.shape[0] < 2:
             return False
         if stage.special == "dot_general":
@@ -306,19 +335,18 @@ class Kernel:
             if layout is not None and not layout.batch and layout.m % stage.shape[0]:
                 return False  # the output's first axis is not rows of A
             contract = int(np.prod([e.inputs[0].type.shape[d] for d in e.params["dimension_numbers"][0][0]]))
-            return self._big(int(np.prod(stage.shape)) * contract)
+            return self._big(int(np.prod(stage.shape)) * contract // 8, 1)
         if stage.special is not None:
             return False
-        for r in stage.roots:
-            e = self.producer[r.id]
-            if e.prim.name in REDUCTIONS and 0 in e.params["axes"]:
+        for r in self._across_first_axis(stage):
+            if set(self.producer[r.id].params["axes"]) != set(range(len(stage.shape))):
                 return False
         return self._big(np.prod(stage.shape))
 
     def _stage(self, stage: Stage, prefix: list) -> None:
         emit = getattr(self, "_" + stage.special) if stage.special else self._loop_stage
         if self._splittable(stage, prefix):
-            self._split(stage.shape[0], lambda lo, hi: emit(stage, prefix, (lo, hi)))
+            self._split(stage.shape[0], lambda lo, hi: emit(stage, prefix, (lo, hi)), self._across_first_axis(stage))
         else:
             emit(stage, prefix)
         if self.rows is None or not prefix:
@@ -353,8 +381,8 @@ class Kernel:
                 with counted_loop(b, hi, f"d{d}", start=lo) as i:
                     level(d + 1, idx + [i])
             for r in stage.roots:
-                if in_register.get(r.id) == d:
-                    b.store(b.load(self._slot(r)), self._address(r, idx[:d]))
+                if in_register.get(r.id) == d:  # a chunk of a split stage leaves a partial result
+                    b.store(b.load(self._slot(r)), self.partials.get(r.id) or self._address(r, idx[:d]))
 
         level(k, list(prefix))
 

@@ -3,8 +3,9 @@
 ``parallel_for(module)`` defines ``tg_parallel_for(worker, ctx, n, threads)``:
 it cuts ``range(n)`` into one contiguous chunk per thread, starts a POSIX
 thread per chunk but the first, runs the first chunk on the calling thread,
-and joins. ``worker(ctx, lo, hi)`` is an outlined loop stage (see kernel.py);
-``ctx`` holds the kernel's buffer pointers. A thread that cannot be started
+and joins. ``worker(ctx, lo, hi, chunk)`` is an outlined loop stage (see kernel.py);
+``ctx`` holds the kernel's buffer pointers, and a reduction over the split
+axis keeps its chunk's partial result in slot ``chunk``. A thread that cannot be started
 runs its chunk on the calling thread instead, so the result never depends on
 how many threads there were, only the speed.
 
@@ -20,8 +21,8 @@ from llvmlite import ir
 from .llvmtypes import I8, I32, I64, VOID, counted_loop, int64
 
 MAX_THREADS = 64
-WORKER = ir.FunctionType(VOID, [I8.as_pointer().as_pointer(), I64, I64])
-_TASK = ir.LiteralStructType([WORKER.as_pointer(), I8.as_pointer().as_pointer(), I64, I64])
+WORKER = ir.FunctionType(VOID, [I8.as_pointer().as_pointer(), I64, I64, I64])  # (ctx, lo, hi, chunk number)
+_TASK = ir.LiteralStructType([WORKER.as_pointer(), I8.as_pointer().as_pointer(), I64, I64, I64])
 
 
 def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
@@ -29,7 +30,7 @@ def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Functio
 
 
 def _trampoline(module: ir.Module) -> ir.Function:
-    """The thread start routine: run one task {worker, ctx, lo, hi}."""
+    """The thread start routine: run one task {worker, ctx, lo, hi, chunk number}."""
     fn = module.globals.get("tg_trampoline")
     if fn is not None:
         return fn
@@ -37,7 +38,7 @@ def _trampoline(module: ir.Module) -> ir.Function:
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     task = b.bitcast(fn.args[0], _TASK.as_pointer())
-    fields = [b.load(b.gep(task, [ir.Constant(I32, 0), ir.Constant(I32, i)])) for i in range(4)]
+    fields = [b.load(b.gep(task, [ir.Constant(I32, 0), ir.Constant(I32, i)])) for i in range(5)]
     b.call(fields[0], fields[1:])
     b.ret(ir.Constant(I8.as_pointer(), None))
     return fn
@@ -70,16 +71,16 @@ def parallel_for(module: ir.Module) -> ir.Function:
         hi = b.add(lo, chunk)
         hi = b.select(b.icmp_signed("<", hi, n), hi, n)
         task = b.gep(tasks, [zero, j])
-        for i, value in enumerate((worker, ctx, lo, hi)):
+        for i, value in enumerate((worker, ctx, lo, hi, j)):
             b.store(value, b.gep(task, [zero, ir.Constant(I32, i)]))
         rc = b.call(pthread_create, [b.gep(tids, [zero, j]), ir.Constant(I8.as_pointer(), None), _trampoline(module),
                                      b.bitcast(task, I8.as_pointer())])
         ok = b.icmp_signed("==", rc, zero)
         b.store(b.zext(ok, I8), b.gep(started, [zero, j]))
         with b.if_then(b.not_(ok)):  # no thread to be had: do the chunk here
-            b.call(worker, [ctx, lo, hi])
+            b.call(worker, [ctx, lo, hi, j])
     first = b.select(b.icmp_signed("<", chunk, n), chunk, n)
-    b.call(worker, [ctx, int64(0), first])
+    b.call(worker, [ctx, int64(0), first, int64(0)])
     with counted_loop(b, chunks, "join", start=int64(1)) as j:
         with b.if_then(b.icmp_unsigned("!=", b.load(b.gep(started, [zero, j])), ir.Constant(I8, 0))):
             b.call(pthread_join, [b.load(b.gep(tids, [zero, j])), ir.Constant(I8.as_pointer().as_pointer(), None)])

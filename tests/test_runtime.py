@@ -316,10 +316,17 @@ BIG = RNG.standard_normal(N).astype(F32)
     (lambda x: tnp.sum(x, axis=1), (512, 1024, 2)),
     (lambda x: tnp.max(x * 2.0, axis=(0, 2)), (64, 1024, 16)),
     (lambda x: x - tnp.mean(x, axis=-1, keepdims=True), (1024, 1024)),
+    (lambda x: tnp.max(tnp.tanh(x)) + tnp.sum(tnp.exp(-x * x).astype(np.float64)) * tnp.min(x), (N,)),
+    (lambda x: tnp.sum((x * 8.0).astype(np.int32)).astype(np.float32) + tnp.sum(tnp.sqrt(tnp.abs(x))), (N,)),
 ], ids=["elementwise", "sum of everything", "sum of rows", "sum over the middle axis", "max over the outer axes",
-        "centred rows"])
+        "centred rows", "several whole-array reductions in one split stage", "integer and float whole sums"])
 def test_one_and_two_threads_agree_on_large_programs(fn, shape):
     _threads_agree(fn, BIG[:int(np.prod(shape))].reshape(shape), rtol=1e-5)
+
+
+def test_a_split_whole_array_sum_and_its_gradient_agree_with_one_thread():
+    """The value and the gradient come from one stage split across threads: the sum combines per-chunk partials."""
+    _threads_agree(tg.value_and_grad(lambda x: tnp.sum(tnp.tanh(x) * x)), BIG, rtol=1e-5)
 
 
 def test_one_and_two_threads_agree_on_a_row_kernel():
