@@ -10,6 +10,7 @@ TRACEGRAD_DUMP_DIR set, the graph after every pass is written there.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -30,15 +31,26 @@ FREE = {"reshape", "constant"}
 
 @dataclass
 class PassRecord:
-    """What one pass did."""
+    """What one pass did. The kernel and byte counts are worked out from the
+    pass's output graph when first asked for: a compilation need not pay for them."""
 
     name: str
     eqns_before: int
-    eqns_after: int
-    kernels: int
-    bytes_to_memory: int
+    graph: Graph
     seconds: float
     fired: dict = field(default_factory=dict)
+
+    @property
+    def eqns_after(self) -> int:
+        return len(self.graph.eqns)
+
+    @functools.cached_property
+    def kernels(self) -> int:
+        return kernels(self.graph)
+
+    @functools.cached_property
+    def bytes_to_memory(self) -> int:
+        return bytes_to_memory(self.graph)
 
     def describe(self) -> str:
         rules = ", ".join(f"{k} x{v}" for k, v in sorted(self.fired.items()) if v) or "no change"
@@ -99,8 +111,7 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
         seconds = time.perf_counter() - start
         if verify:
             verify_graph(out)
-        records.append(PassRecord(name, len(g.eqns), len(out.eqns), kernels(out), bytes_to_memory(out), seconds,
-                                  dict(fired)))
+        records.append(PassRecord(name, len(g.eqns), out, seconds, dict(fired)))
         if dump_dir:
             os.makedirs(dump_dir, exist_ok=True)
             step = len(records)
