@@ -43,6 +43,7 @@ ARG_REDUCTIONS = {"argmax", "argmin"}
 # Work (loop iterations times equations in the kernel; multiply-adds / 8 for a matmul) before a stage
 # is split across threads: starting a thread costs tens of microseconds.
 PARALLEL_MIN_WORK = 1 << 21
+MAX_PARTIAL_ELEMENTS = 1024  # a reduction across the split axis keeps a copy per thread: on the stack, so small
 MATERIALISED = REDUCTIONS | ARG_REDUCTIONS | {"dot_general", "scatter_add"}
 
 
@@ -204,11 +205,12 @@ class Kernel:
         self.partials: dict[int, ir.Value] = {}  # reduction id -> this chunk's slot, in a split stage
         self._parts = 0
         if self.rows is not None:
-            for r in self.across_rows:
-                self._fill(r, ())
-            if not self.across_rows and self.rows[0] > 1 and self._big(np.prod(self.rows) * self._row_work()):
-                self._split(self.rows[0], self._row_loop, [])
+            small = sum(r.type.size for r in self.across_rows) <= MAX_PARTIAL_ELEMENTS
+            if small and self.rows[0] > 1 and self._big(np.prod(self.rows) * self._row_work()):
+                self._split(self.rows[0], self._row_loop, self.across_rows)
             else:
+                for r in self.across_rows:
+                    self._fill(r, ())
                 self._row_loop(int64(0), int64(self.rows[0]))
             self.complete.update(r.id for s in self.row_stages for r in s.roots)
         for stage in self.after_stages:
@@ -251,14 +253,15 @@ class Kernel:
     def _split(self, n: int, emit_range, partial: list[Var]) -> None:
         """Emit ``emit_range(lo, hi)`` as a function of its own and run it over
         ``range(n)`` in chunks, one per thread (parallel.py). A reduction in
-        ``partial`` runs over the whole split axis: each chunk leaves its partial
-        result in a slot of its own, and the slots are combined in chunk order."""
+        ``partial`` runs across the split axis: each chunk accumulates a whole
+        copy of its result of its own, and the copies are combined in chunk order."""
         b = self.b
         slot_types = [memory_type(r.type.dtype) for r in partial]
         with b.goto_entry_block():
-            slots = [b.alloca(t, size=int64(MAX_THREADS), name="partials") for t in slot_types]
+            slots = [b.alloca(t, size=int64(MAX_THREADS * r.type.size), name="partials")
+                     for r, t in zip(partial, slot_types)]
         for r, slot in zip(partial, slots):
-            with counted_loop(b, int64(MAX_THREADS), "clear") as i:
+            with counted_loop(b, int64(MAX_THREADS * r.type.size), "clear") as i:
                 b.store(self._to_memory(identity_of(self.producer[r.id].prim.name, r.type.dtype), r), b.gep(slot, [i]))
         caller = (self.fn, self.b, self.mem, self.slots)
         pointers = list(self.fn.args[:len(self.mem) + 1]) + slots
@@ -267,11 +270,12 @@ class Kernel:
         part = self._function(f"{self.name}.part{self._parts}", [I64, I64, I64] + [t.as_pointer() for t in slot_types])
         self._enter(part, part.args[:n_buffers])
         lo, hi, chunk = part.args[n_buffers:n_buffers + 3]
-        self.partials = {r.id: self.b.gep(slot, [chunk]) for r, slot in zip(partial, part.args[n_buffers + 3:])}
+        for r, slot in zip(partial, part.args[n_buffers + 3:]):  # this chunk's copy stands in for the result
+            self.partials[r.id] = self.mem[r.id] = self.b.gep(slot, [self.b.mul(chunk, int64(r.type.size))])
         emit_range(lo, hi)
         self.b.ret_void()
         self.partials = {}
-        # the worker: (ctx, lo, hi, chunk) -> part(pointers from ctx..., lo, hi, chunk, partial slots from ctx...)
+        # the worker: (ctx, lo, hi, chunk) -> part(pointers from ctx..., lo, hi, chunk, partial copies from ctx...)
         worker = ir.Function(self.module, WORKER, name=f"{self.name}.worker{self._parts}")
         worker.linkage = "internal"
         wb = ir.IRBuilder(worker.append_basic_block("entry"))
@@ -286,14 +290,15 @@ class Kernel:
             b.store(b.bitcast(p, I8.as_pointer()), b.gep(frame, [int64(i)]))
         b.call(parallel_for(self.module), [worker, frame, int64(n), self.threads])
         for r, slot in zip(partial, slots):
-            name = self.producer[r.id].prim.name
+            name, size = self.producer[r.id].prim.name, r.type.size
             acc = self._slot(r)
-            b.store(self._to_memory(identity_of(name, r.type.dtype), r), acc)
-            with counted_loop(b, int64(MAX_THREADS), "combine") as i:
-                total = combine(b, name, self._from_memory(b.load(acc), r),
-                                self._from_memory(b.load(b.gep(slot, [i])), r), False)
-                b.store(self._to_memory(total, r), acc)
-            b.store(b.load(acc), self._address(r, []))
+            with counted_loop(b, int64(size), "element") as e:
+                b.store(self._to_memory(identity_of(name, r.type.dtype), r), acc)
+                with counted_loop(b, int64(MAX_THREADS), "combine") as i:
+                    part_value = b.load(b.gep(slot, [b.add(b.mul(i, int64(size)), e)]))
+                    total = combine(b, name, self._from_memory(b.load(acc), r), self._from_memory(part_value, r), False)
+                    b.store(self._to_memory(total, r), acc)
+                b.store(b.load(acc), b.gep(self.mem[r.id], [e]))
 
     def _nest(self, shape: tuple, prefix=(), first=None):
         """Nested counted loops over ``shape``; yields the list of indices.

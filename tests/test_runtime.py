@@ -318,8 +318,11 @@ BIG = RNG.standard_normal(N).astype(F32)
     (lambda x: x - tnp.mean(x, axis=-1, keepdims=True), (1024, 1024)),
     (lambda x: tnp.max(tnp.tanh(x)) + tnp.sum(tnp.exp(-x * x).astype(np.float64)) * tnp.min(x), (N,)),
     (lambda x: tnp.sum((x * 8.0).astype(np.int32)).astype(np.float32) + tnp.sum(tnp.sqrt(tnp.abs(x))), (N,)),
+    (lambda x: tnp.mean(tnp.log(tnp.sum(tnp.exp(x - tnp.max(x, axis=1, keepdims=True)), axis=1))), (2048, 512)),
+    (lambda x: tnp.sum(x - tnp.max(x, axis=1, keepdims=True), axis=0), (2048, 512)),
 ], ids=["elementwise", "sum of everything", "sum of rows", "sum over the middle axis", "max over the outer axes",
-        "centred rows", "several whole-array reductions in one split stage", "integer and float whole sums"])
+        "centred rows", "several whole-array reductions in one split stage", "integer and float whole sums",
+        "row kernel with a mean across rows", "row kernel with a sum across rows"])
 def test_one_and_two_threads_agree_on_large_programs(fn, shape):
     _threads_agree(fn, BIG[:int(np.prod(shape))].reshape(shape), rtol=1e-5)
 
