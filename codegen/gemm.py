@@ -87,10 +87,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .llvmtypes import counted_loop
-
-I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-VOID = ir.VoidType()
+from .llvmtypes import I1, I8, I32, I64, VOID, counted_loop
 
 
 @dataclass(frozen=True)
@@ -139,6 +136,15 @@ def workspace_bytes(dtype: str) -> int:
 
 def function_name(dtype: str) -> str:
     return f"tg_gemm_{dtype}"
+
+
+PARAMETERS = ("m", "n", "k", "a", "a_rs", "a_cs", "b", "b_rs", "b_cs", "c", "c_rs", "accumulate", "workspace")
+
+
+def function_type(dtype: str) -> ir.FunctionType:
+    """The signature of ``tg_gemm_<dtype>``, as ``define_gemm`` defines it and a caller declares it."""
+    ptr = (ir.FloatType() if dtype == "float32" else ir.DoubleType()).as_pointer()
+    return ir.FunctionType(VOID, [I64, I64, I64, ptr, I64, I64, ptr, I64, I64, ptr, I64, I32, I8.as_pointer()])
 
 
 def define_gemm(module: ir.Module, dtype: str) -> ir.Function:
@@ -604,10 +610,7 @@ class _GemmGenerator:
         pack_a_kmajor = self.define_packer(bl.mr, "pack_a_kmajor", transpose=False)
         pack_b = self.define_packer(bl.nr, "pack_b")
 
-        fn = self.new_function(name, [
-            ("m", I64), ("n", I64), ("k", I64), ("a", self.ptr), ("a_rs", I64), ("a_cs", I64),
-            ("b", self.ptr), ("b_rs", I64), ("b_cs", I64), ("c", self.ptr), ("c_rs", I64),
-            ("accumulate", I32), ("workspace", I8.as_pointer())], internal=False)
+        fn = self.new_function(name, list(zip(PARAMETERS, function_type(self.bl.dtype).args)), internal=False)
         m, n, k, a, a_rs, a_cs, bmat, b_rs, b_cs, c, c_rs, accumulate, workspace = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         ret = fn.append_basic_block("return")

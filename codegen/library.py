@@ -14,7 +14,6 @@ from . import gemm, target
 from .cache import digest, load_cached, store_cached
 
 _LOADED: dict[str, target.Engine] = {}  # routine name -> the engine holding its code
-_TYPES: dict[str, ir.FunctionType] = {}
 
 
 def _dtype_of(routine: str) -> str:
@@ -24,11 +23,7 @@ def _dtype_of(routine: str) -> str:
 def declare(module: ir.Module, routine: str) -> ir.Function:
     """A declaration of ``routine`` in ``module``, to be resolved when the program is loaded."""
     fn = module.globals.get(routine)
-    if fn is not None:
-        return fn
-    if routine not in _TYPES:
-        _TYPES[routine] = gemm.define_gemm(ir.Module(), _dtype_of(routine)).function_type
-    return ir.Function(module, _TYPES[routine], name=routine)
+    return fn if fn is not None else ir.Function(module, gemm.function_type(_dtype_of(routine)), name=routine)
 
 
 def load(routines) -> None:

@@ -17,6 +17,7 @@ the first equation whose float output holds a NaN or an Inf.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,15 +65,11 @@ class Plan:
     arena_bytes: int = 0
     unplanned_bytes: int = 0                 # what the intermediates would take without reuse
 
-    def arg_index(self, v: Var) -> int | None:
-        for i, u in enumerate(self.inputs + [c for c, _ in self.constants] + self.outputs):
-            if u.id == v.id:
-                return i
-        return None
-
-
-def _nbytes(v: Var) -> int:
-    return v.type.size * np.dtype(v.type.dtype).itemsize
+    @functools.cached_property
+    def arg_indices(self) -> dict[int, int]:
+        """Var id -> its place in ``args``; the Vars not there live in the arena."""
+        args = self.inputs + [c for c, _ in self.constants] + self.outputs
+        return {v.id: i for i, v in enumerate(args)}
 
 
 def _aligned(n: int) -> int:
@@ -97,7 +94,7 @@ def plan_memory(graph: Graph, kernels: list[KernelSignature]) -> Plan:
             if v.id not in fixed:
                 first.setdefault(v.id, step)
                 last[v.id] = max(last.get(v.id, step), step)
-                size[v.id] = _aligned(_nbytes(v))
+                size[v.id] = _aligned(v.type.nbytes)
         for v in sig.reads:
             if v.id in first:
                 last[v.id] = step
@@ -182,7 +179,7 @@ def emit(program: Program, checked: bool = False) -> str:
     data: dict[int, ir.Value] = {}
 
     def pointer(v: Var) -> ir.Value:
-        index = plan.arg_index(v)
+        index = plan.arg_indices.get(v.id)
         if index is None:
             raw = b.gep(arena, [int64(plan.offsets[v.id])])
         elif index in data:
@@ -192,12 +189,13 @@ def emit(program: Program, checked: bool = False) -> str:
             raw = data[index] = b.load(b.bitcast(holder, I8.as_pointer().as_pointer()))
         return b.bitcast(raw, memory_type(v.type.dtype).as_pointer())
 
+    number = {id(eqn): i + 1 for i, eqn in enumerate(program.graph.eqns)}
     for (eqn, kernel), sig in zip(program.kernels, program.signatures):
         fn = kernel.emit(module)
         b.call(fn, [pointer(v) for v in sig.reads + sig.writes + sig.scratch] + [status, threads])
         if checked:
             floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
-            _check_finite(b, [pointer(v) for v in floats], floats, program.graph.eqns.index(eqn) + 1)
+            _check_finite(b, [pointer(v) for v in floats], floats, number[id(eqn)])
     b.ret(b.load(status))
     return str(module)
 

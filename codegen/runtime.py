@@ -91,33 +91,28 @@ class Executable:
         self._arena = _aligned_empty(plan.arena_bytes)
         self._arena_address = self._arena.ctypes.data
         self._arena_lock = threading.Lock()
-        self._results = self._result_recipe(graph)
-        self._outputs_in_order = self._results == [("output", i) for i in range(len(plan.outputs))]
+        self._n_held = len(plan.inputs) + len(plan.constants)
+        self._results = self._result_recipe()
+        self._outputs_in_order = self._results == [(self._n_held + i, False) for i in range(len(plan.outputs))]
         self._pointers = (ctypes.c_void_p * max(self._n_args, 1))()
 
-    def _result_recipe(self, graph: Graph) -> list[tuple[str, object]]:
-        """How each graph output is obtained: a kernel's output buffer, or a copy of an input, constant or literal."""
-        plan, recipe, seen = self.program.plan, [], set()
-        by_id = {v.id: i for i, v in enumerate(plan.outputs)}
-        inputs = {v.id: i for i, v in enumerate(plan.inputs)}
-        consts = {v.id: i for i, (v, _) in enumerate(plan.constants)}
+    def _result_recipe(self) -> list[tuple[int | None, object]]:
+        """Each graph output as (its place among inputs, constants and output buffers,
+        whether the caller needs a copy of it), or (None, a literal's value)."""
+        recipe, seen = [], set()
         for a in self.program.graph.outputs:
             if isinstance(a, Literal):
-                recipe.append(("literal", a.value))
-            elif a.id in inputs:
-                recipe.append(("input", inputs[a.id]))
-            elif a.id in consts:
-                recipe.append(("constant", consts[a.id]))
-            elif a.id in seen:  # the same value returned twice: each result is its own array
-                recipe.append(("copy", by_id[a.id]))
-            else:
-                seen.add(a.id)
-                recipe.append(("output", by_id[a.id]))
+                recipe.append((None, a.value))
+                continue
+            i = self.program.plan.arg_indices[a.id]
+            # a kernel's buffer is the caller's the first time; an input, a constant or a repeat is copied
+            recipe.append((i, i < self._n_held or a.id in seen))
+            seen.add(a.id)
         return recipe
 
     def memory_stats(self) -> MemoryStats:
         plan = self.program.plan
-        out = sum(v.type.size * np.dtype(v.type.dtype).itemsize for v in plan.outputs)
+        out = sum(v.type.nbytes for v in plan.outputs)
         return MemoryStats(plan.arena_bytes, out, plan.unplanned_bytes)
 
     def __call__(self, args: list[np.ndarray], threads: int = 1) -> tuple[list[np.ndarray], int]:
@@ -154,18 +149,12 @@ class Executable:
         return (outs if self._outputs_in_order else self._collect(arrays, outs)), status
 
     def _collect(self, arrays: list, outs: list) -> list[np.ndarray]:
-        results = []
-        for how, what in self._results:
-            if how == "output":
-                results.append(outs[what])
-            elif how == "copy":
-                results.append(outs[what].copy())
-            elif how == "input":
-                results.append(arrays[what].copy())
-            elif how == "constant":
-                results.append(self._constants[what].copy())
+        held, results = arrays + self._constants + outs, []
+        for i, detail in self._results:
+            if i is None:
+                results.append(np.array(detail))  # a literal's value
             else:
-                results.append(np.array(what))
+                results.append(held[i].copy() if detail else held[i])  # detail: whether to copy
         return results
 
     def llvm_ir(self) -> str:
@@ -201,8 +190,6 @@ def _prepared(i: int, a, shape: tuple, dtype: np.dtype) -> np.ndarray:
     """Argument i as an array native code can read, or a clear error: a strided,
     reversed or misaligned array is copied, never read with the wrong layout."""
     a = np.asarray(a)
-    if a.shape == shape and a.dtype != dtype and a.dtype.newbyteorder("=") == dtype:
-        a = a.astype(dtype)  # the other byte order: converted, like any layout native code cannot read
     if a.shape != shape or a.dtype != dtype:
         expected = f"{np.dtype(dtype).name}{list(shape)}"
         raise TypeError(f"argument {i} of the compiled program is {a.dtype.name}{list(a.shape)}, expected "

@@ -42,14 +42,20 @@ def _bad(values) -> str | None:
     return None
 
 
+def nonfinite_error(prim_name: str, kind: str, where: str, derivative: bool) -> FloatingPointError:
+    """What debug_nans raises when a primitive produced ``kind`` ("nan" or "inf"),
+    wherever it ran: traced with values, in this interpreter, or in a checked build of native code."""
+    message = f"debug_nans: {prim_name!r} produced {kind} {where}"
+    return FloatingPointError(message + ("\n" + WHERE_HINT if derivative else ""))
+
+
 def check_finite(prim_name: str, outputs, describe: Callable[[], str], derivative: bool = False) -> None:
     """Raise FloatingPointError if any output holds NaN or Inf (when enabled)."""
     if not FINITE_CHECK.enabled:
         return
     kind = _bad(outputs)
     if kind is not None:
-        message = f"debug_nans: {prim_name!r} produced {kind} {describe()}"
-        raise FloatingPointError(message + ("\n" + WHERE_HINT if derivative else ""))
+        raise nonfinite_error(prim_name, kind, describe(), derivative)
 
 
 def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:

@@ -306,14 +306,15 @@ def binary_program(dtype, layout: str) -> Program:
     return p
 
 
-def binary_cases():
-    for prim, kinds in BINARY:
+def table_cases(table):
+    """(primitive, dtype) for every dtype of a (primitive, kinds) table."""
+    for prim, kinds in table:
         for dtype in DTYPES:
             if KIND[dtype] in kinds:
                 yield pytest.param(prim, dtype, id=f"{prim}-{short(dtype)}")
 
 
-@pytest.mark.parametrize("prim, dtype", list(binary_cases()))
+@pytest.mark.parametrize("prim, dtype", list(table_cases(BINARY)))
 def test_binary_primitive_matches_the_interpreter(prim, dtype):
     """Every special value against every other (integer division and remainder
     by zero, the minimum integer by -1, NaN and infinite operands), 0-d and
@@ -455,14 +456,7 @@ def reduction_program(dtype, shape) -> Program:
     return p
 
 
-def reduction_cases():
-    for prim, kinds in REDUCTIONS:
-        for dtype in DTYPES:
-            if KIND[dtype] in kinds:
-                yield pytest.param(prim, dtype, id=f"{prim}-{short(dtype)}")
-
-
-@pytest.mark.parametrize("prim, dtype", list(reduction_cases()))
+@pytest.mark.parametrize("prim, dtype", list(table_cases(REDUCTIONS)))
 def test_reduction_over_every_axis_subset_matches_the_interpreter(prim, dtype):
     """0-d to 4-d, size-0 and size-1 axes; the empty axis set too. Integers
     exactly (wrapping alike); float sums to a tolerance scaled by the sum of magnitudes."""

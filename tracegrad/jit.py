@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ir import evaluate
-from ir.interpreter import FINITE_CHECK, WHERE_HINT, describe_eqn
+from ir.interpreter import FINITE_CHECK, describe_eqn, nonfinite_error
 from ir.passes.pipeline import optimize
 
 from codegen.runtime import Executable, MemoryStats, nonfinite_equation
@@ -105,8 +105,8 @@ class Compiled:
         outs, status = self._checked(inputs, config.threads)
         if status:
             kind, eqn = nonfinite_equation(self._checked, status)
-            message = f"debug_nans: {eqn.prim.name!r} produced {kind} {describe_eqn(eqn, self._checked.program.graph)}"
-            raise FloatingPointError(message + ("\n" + WHERE_HINT if eqn.derivative_of else ""))
+            where = describe_eqn(eqn, self._checked.program.graph)
+            raise nonfinite_error(eqn.prim.name, kind, where, bool(eqn.derivative_of))
         return outs
 
     def memory_stats(self) -> MemoryStats:
@@ -205,24 +205,20 @@ class JitFunction:
     def __call__(self, *args, **kwargs):
         # The fast path: a call like an earlier one, keyed by what the leaves are without inspecting the signature.
         fast = self._fast
-        if fast is not None and not kwargs:
-            key = []
-            for a in args:  # flat arrays, the commonest call, need no tree walk
-                if type(a) is not np.ndarray:
-                    break
-                key += (a.shape, a.dtype)
-            else:
-                compiled = fast.get(tuple(key))
-                if compiled is not None:  # the key holds their dtypes: they are the signature's already
-                    self._info.hits += 1
-                    return compiled.run_leaves(args)
+        key = _array_key(args) if fast is not None and not kwargs else None
+        if key is not None:  # flat arrays, the commonest call, need no tree walk
+            compiled = fast.get(key)
+            if compiled is not None:  # the key holds their dtypes: they are the signature's already
+                self._info.hits += 1
+                return compiled.run_leaves(args)
         leaves, treedef = tree.flatten((args, kwargs))
-        key = _fast_key(treedef, leaves, args, kwargs) if fast is not None else None
-        compiled = fast.get(key) if key is not None else None
-        if compiled is not None:
-            self._info.hits += 1
-            return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
-                                        for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)])
+        if key is None and fast is not None:
+            key = _fast_key(treedef, leaves)
+            compiled = fast.get(key) if key is not None else None
+            if compiled is not None:
+                self._info.hits += 1
+                return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
+                                            for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)])
         if any(isinstance(leaf, Tracer) for leaf in leaves):
             return self._inline(args, kwargs, find_trace(leaves))
         split = self._split(args, kwargs)
@@ -265,11 +261,18 @@ def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), b
     return JitFunction(fun, static_argnums, static_argnames, backend)
 
 
-def _fast_key(treedef, leaves: list, args: tuple, kwargs: dict):
-    """(tree, per-leaf shape and dtype or Python type), or None when a leaf needs the full checks.
-    Flat array arguments get the key the fast path of ``__call__`` builds: their shapes and dtypes."""
-    if not kwargs and all(type(a) is np.ndarray for a in args):
-        return tuple(x for a in args for x in (a.shape, a.dtype))
+def _array_key(args: tuple):
+    """The key of a call on NumPy arrays only: their shapes and dtypes, or None."""
+    key = []
+    for a in args:
+        if type(a) is not np.ndarray:
+            return None
+        key += (a.shape, a.dtype)
+    return tuple(key)
+
+
+def _fast_key(treedef, leaves: list):
+    """(tree, per-leaf shape and dtype or Python type), or None when a leaf needs the full checks."""
     kinds = []
     for leaf in leaves:
         t = type(leaf)
