@@ -115,7 +115,13 @@ class Builder:
         prim = REGISTRY.get(name.rstrip("_"))
         if prim is None:
             raise AttributeError(f"{type(self).__name__} has no method or primitive {name!r}")
-        return lambda *inputs, **params: self.bind1(prim.name, *inputs, **params)
+
+        def method(*inputs, **params):
+            (out,) = self.bind(prim, *inputs, **params)
+            return out
+
+        setattr(self, name, method)  # found directly next time: rules call these in every backward step
+        return method
 
     # -- helpers -----------------------------------------------------------
     def full(self, shape, value, dtype):

@@ -59,7 +59,23 @@ class ShapedType:
         return ShapedType(shape, dtypes.FROM_SHORT[name])
 
 
+def shaped(shape: tuple[int, ...], dtype: np.dtype) -> ShapedType:
+    """``ShapedType(shape, dtype)``, made once per distinct pair: eager code asks
+    for the types of its operands at every operation, and building one costs
+    more than the NumPy work on a small array."""
+    key = (shape, dtype)
+    t = _interned.get(key)
+    if t is None:
+        if len(_interned) > 4096:
+            _interned.clear()
+        t = _interned[key] = ShapedType(shape, dtype)
+    return t
+
+
+_interned: dict[tuple, ShapedType] = {}
+
+
 def type_of(value) -> ShapedType:
     """The ShapedType of a concrete NumPy array or scalar."""
-    arr = np.asarray(value)
-    return ShapedType(arr.shape, arr.dtype)
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    return shaped(arr.shape, arr.dtype)

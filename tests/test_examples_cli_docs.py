@@ -139,19 +139,19 @@ def test_bench_threads_sets_every_thread_pool(tmp_path):
     assert f"OpenBLAS {blas} thread" in result.stdout
 
 
-def test_bench_covers_the_native_backends_workloads():
+def test_bench_covers_the_native_backends_and_the_eager_modes_workloads():
     from tracegrad.bench import FirstCall, select, workloads
 
     names = [w.name for w in workloads(quick=False)]
     assert names == ["elementwise 1e6", "elementwise 1e6 value_and_grad", "elementwise 1e7",
                      "elementwise 1e7 value_and_grad", "mlp loss", "mlp value_and_grad", "mlp step", "softmax xent",
-                     "softmax xent value_and_grad", "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)",
-                     "compile mlp step (disk cache)"]
+                     "softmax xent value_and_grad", "eager overhead", "eager overhead value_and_grad",
+                     "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)", "compile mlp step (disk cache)"]
     assert [w.name for w in workloads(quick=True)][:4] == ["elementwise 1e5", "elementwise 1e5 value_and_grad",
                                                            "elementwise 1e6", "elementwise 1e6 value_and_grad"]
     for w in workloads(quick=True):
         if not isinstance(w, FirstCall):
-            assert list(w.impls)[:3] == ["tracegrad jit", "tracegrad interpreter", "numpy"]
+            assert list(w.impls)[:4] == ["tracegrad jit", "tracegrad eager", "tracegrad interpreter", "numpy"]
     assert [w.name for w in select(workloads(quick=True), ["Dispatch"])] == ["dispatch x*2+1", "dispatch x*y+z"]
     with pytest.raises(SystemExit, match="matches no workload"):
         select(workloads(quick=True), ["nothing"])

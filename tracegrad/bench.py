@@ -1,9 +1,10 @@
 """``python -m tracegrad bench``: the benchmark workloads, timed for every
 implementation that is installed, after checking that they agree.
 
-Columns: tracegrad under ``jit`` (native code through LLVM), the same program
-on tracegrad's reference interpreter (``jit(..., backend="interpret")``),
-plain NumPy (gradients written by hand), and JAX's ``jit`` and PyTorch eager
+Columns: tracegrad under ``jit`` (native code through LLVM), the same model
+code run define-by-run on eager Tensors (``tracegrad eager``: gradients from
+the tape), the same program on tracegrad's reference interpreter
+(``jit(..., backend="interpret")``), plain NumPy (gradients written by hand), and JAX's ``jit`` and PyTorch eager
 (autograd for the gradients) when they are installed. Every implementation
 gets the same inputs, and its result is checked against NumPy's before it is
 timed; a disagreement stops the run.
@@ -144,17 +145,22 @@ def _step_check(args: list[np.ndarray], out) -> list[np.ndarray]:
     return [_flat(loss)] + [_flat(new) - old.astype(np.float64).ravel() for new, old in zip(params, args)]
 
 
-def _mlp_step_torch(torch):
-    loss = _mlp_loss_torch(torch)
+def _mlp_step_eager(loss: Callable, autograd_grad: Callable, no_grad: Callable) -> Callable:
+    """One SGD step define-by-run, written once for PyTorch and tracegrad's eager mode
+    (``autograd_grad``: torch.autograd.grad or tg.eager.grad)."""
 
     def step(*ts):
         ps = [t.detach().requires_grad_() for t in ts[:6]]
         value = loss(*ps, *ts[6:])
-        grads = torch.autograd.grad(value, ps)
-        with torch.no_grad():
+        grads = autograd_grad(value, ps)
+        with no_grad():
             return value.detach(), tuple(p - LR * g for p, g in zip(ps, grads))
 
     return step
+
+
+def _mlp_step_torch(torch):
+    return _mlp_step_eager(_mlp_loss_torch(torch), torch.autograd.grad, torch.no_grad)
 
 
 def _elementwise(xp):
@@ -208,6 +214,32 @@ def _dispatch3(xp):
     return lambda x, y, z: x * y + z
 
 
+def _tiny_chain(xp):
+    """Ten steps of three operations on tiny arrays: the cost is the per-operation overhead."""
+
+    def f(x):
+        y = x
+        for _ in range(10):
+            y = xp.tanh(y) * x + 0.5
+        return xp.sum(y)
+
+    return f
+
+
+def _tiny_chain_value_and_grad_numpy(x):
+    ys, y = [], x
+    for _ in range(10):
+        ys.append(y)
+        y = np.tanh(y) * x + np.float32(0.5)
+    value = np.sum(y)
+    g_y, g_x = np.ones_like(x), np.zeros_like(x)
+    for prev in reversed(ys):  # y_{k+1} = tanh(y_k) * x + 0.5, and y_0 is x itself
+        t = np.tanh(prev)
+        g_x += g_y * t
+        g_y = g_y * x * (1 - t * t)
+    return value, g_x + g_y
+
+
 def _dispatch3_inputs() -> list[np.ndarray]:
     return [np.arange(8, dtype=np.float32), np.full(8, 0.5, np.float32), np.ones(8, np.float32)]
 
@@ -240,26 +272,33 @@ def _torch_impl(build_torch: Callable):
     return make
 
 
-def _torch_value_and_grad(f: Callable, argnums: tuple[int, ...]) -> Callable:
-    """value_and_grad in PyTorch eager: a Python function whose gradient comes from autograd."""
-    torch = _optional("torch")
+def _eager_value_and_grad(f: Callable, argnums: tuple[int, ...], autograd_grad: Callable) -> Callable:
+    """value_and_grad define-by-run: a Python function whose gradient comes from the tape
+    (PyTorch's autograd, or tracegrad's eager mode: the same calls)."""
 
     def vg(*ts):
         ts = list(ts)
         for i in argnums:
             ts[i] = ts[i].detach().requires_grad_()
         value = f(*ts)
-        return value.detach(), torch.autograd.grad(value, [ts[i] for i in argnums])
+        return value.detach(), autograd_grad(value, [ts[i] for i in argnums])
 
     return vg
 
 
+def _eager_impl(build: Callable):
+    """``build()`` is the define-by-run function; it is called on eager Tensors."""
+    return lambda args: _call(build(), [tg.tensor(a) for a in args])
+
+
 def _impls(tracegrad_fn: Callable, numpy_fn: Callable, jax_fn: Callable | None = None,
-           torch_fn: Callable | None = None) -> dict:
-    """The five columns. ``tracegrad_fn()`` builds the function to jit; ``jax_fn(jax, jnp)`` and
-    ``torch_fn(torch)`` build theirs (omitted when the library is not importable)."""
+           torch_fn: Callable | None = None, eager_fn: Callable | None = None) -> dict:
+    """The columns. ``tracegrad_fn()`` builds the function to jit and ``eager_fn()`` the one to run on
+    eager Tensors; ``jax_fn(jax, jnp)`` and ``torch_fn(torch)`` build theirs (omitted when the library
+    is not importable)."""
     impls = {
         "tracegrad jit": lambda args: _call(tg.jit(tracegrad_fn()), args),
+        "tracegrad eager": _eager_impl(eager_fn),
         "tracegrad interpreter": lambda args: _call(tg.jit(tracegrad_fn(), backend="interpret"), args),
         "numpy": lambda args: _call(numpy_fn, args),
     }
@@ -272,7 +311,8 @@ def _impls(tracegrad_fn: Callable, numpy_fn: Callable, jax_fn: Callable | None =
 
 def _forward(build: Callable, build_torch: Callable | None = None) -> dict:
     """A function written once against a NumPy-like namespace ``xp``, run forward only."""
-    return _impls(lambda: build(tnp), build(np), lambda jax, jnp: build(jnp), build_torch or build)
+    return _impls(lambda: build(tnp), build(np), lambda jax, jnp: build(jnp), build_torch or build,
+                  lambda: build(tnp))
 
 
 def _value_and_grad(build: Callable, numpy_vg: Callable, argnums, build_torch: Callable | None = None) -> dict:
@@ -280,13 +320,15 @@ def _value_and_grad(build: Callable, numpy_vg: Callable, argnums, build_torch: C
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
     return _impls(lambda: tg.value_and_grad(build(tnp), argnums=argnums), numpy_vg,
                   lambda jax, jnp: jax.value_and_grad(build(jnp), argnums=argnums),
-                  lambda torch: _torch_value_and_grad((build_torch or build)(torch), nums))
+                  lambda torch: _eager_value_and_grad((build_torch or build)(torch), nums, torch.autograd.grad),
+                  lambda: _eager_value_and_grad(build(tnp), nums, tg.eager.grad))
 
 
 def _step_impls() -> dict:
     params = tuple(range(6))
     return _impls(lambda: _mlp_step(tg.value_and_grad(_mlp_loss(tnp), argnums=params)), _mlp_step_numpy,
-                  lambda jax, jnp: _mlp_step(jax.value_and_grad(_mlp_loss(jnp), argnums=params)), _mlp_step_torch)
+                  lambda jax, jnp: _mlp_step(jax.value_and_grad(_mlp_loss(jnp), argnums=params)), _mlp_step_torch,
+                  lambda: _mlp_step_eager(_mlp_loss(tnp), tg.eager.grad, tg.no_grad))
 
 
 def _elementwise_sizes(quick: bool) -> tuple[int, int]:
@@ -318,6 +360,12 @@ def workloads(quick: bool) -> list[Workload | FirstCall]:
                  _xent_inputs, _forward(_xent, _xent_torch)),
         Workload("softmax xent value_and_grad", "the same loss and its gradient with respect to the logits",
                  _xent_inputs, _value_and_grad(_xent, _xent_value_and_grad_numpy, 0, _xent_torch)),
+        Workload("eager overhead", "ten steps of tanh(y)*x + 0.5 and a sum on 8 float32 values (31 operations): "
+                 "the cost of an operation, not of its arithmetic", lambda: [np.linspace(-1, 1, 8, dtype=np.float32)],
+                 _forward(_tiny_chain)),
+        Workload("eager overhead value_and_grad", "the same and its gradient: recording and replaying the tape",
+                 lambda: [np.linspace(-1, 1, 8, dtype=np.float32)],
+                 _value_and_grad(_tiny_chain, _tiny_chain_value_and_grad_numpy, 0), rtol=1e-3),
         Workload("dispatch x*2+1", "x*2+1 on 8 float32 values: the cost of one call",
                  lambda: [np.arange(8, dtype=np.float32)], _forward(_dispatch)),
         Workload("dispatch x*y+z", "x*y+z on three arguments of 8 float32 values", _dispatch3_inputs,

@@ -29,7 +29,7 @@ def _numeric_jvp(fun, args, tangents, eps) -> list[np.ndarray]:
     return [(p.astype(np.float64) - m.astype(np.float64)) / (2 * eps) for p, m in zip(plus, minus)]
 
 
-def _mismatch(analytic, numeric, rtol, atol) -> np.ndarray:
+def mismatch(analytic, numeric, rtol, atol) -> np.ndarray:
     """Where analytic and numeric values differ beyond tolerance (nan matches nan)."""
     analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
     bad = ~(np.abs(analytic - numeric) <= atol + rtol * np.abs(numeric))
@@ -50,7 +50,7 @@ def _check_fwd(fun, args, rng, eps, rtol, atol, order):
     _, analytic = jvp(fun, args, tuple(tree.unflatten(in_tree, v)))
     numeric = _numeric_jvp(fun, args, v, eps)
     for k, (a, n) in enumerate(zip(_as_arrays(analytic), numeric)):
-        for idx in np.argwhere(_mismatch(a, n, rtol, atol))[:1]:
+        for idx in np.argwhere(mismatch(a, n, rtol, atol))[:1]:
             _fail(fun, "forward-mode (jvp)", order, f"output leaf {k}, element {tuple(idx)}, along a random tangent",
                   a[tuple(idx)], n[tuple(idx)], rtol, atol)
     return v
@@ -71,7 +71,7 @@ def _check_rev(fun, args, rng, eps, rtol, atol, order):
                 e[i] = np.zeros_like(x)
                 e[i][j] = 1
                 numeric = inner(e)
-                if _mismatch(analytic[i][j], numeric, rtol, atol):
+                if mismatch(analytic[i][j], numeric, rtol, atol):
                     _fail(fun, "reverse-mode (vjp)", order, f"argument leaf {i}, element {j}", analytic[i][j],
                           numeric, rtol, atol)
         else:  # along random directions: the message names the argument
@@ -79,7 +79,7 @@ def _check_rev(fun, args, rng, eps, rtol, atol, order):
                 d = list(zeros)
                 d[i] = rng.standard_normal(x.shape).astype(x.dtype)
                 a, n = float(np.sum(analytic[i] * d[i])), inner(d)
-                if _mismatch(a, n, rtol, atol * np.sqrt(x.size)):
+                if mismatch(a, n, rtol, atol * np.sqrt(x.size)):
                     _fail(fun, "reverse-mode (vjp)", order, f"argument leaf {i}, along a random direction", a, n,
                           rtol, atol)
     return u, out_tree

@@ -2,9 +2,10 @@
 every operation on them is bound as an equation in the current trace.
 
 ``bind`` is the single door to the primitives for the front end: on tracers
-it records an equation in their trace; on plain NumPy arrays it runs the
+it records an equation in their trace; on eager Tensors it runs the primitive
+on the tape (``tracegrad.eager``); on plain NumPy arrays it runs the
 primitive's reference implementation at once. ``tracegrad.numpy`` is written
-once against it, so it serves both.
+once against it, so it serves all three.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import numpy as np
 
 from ir import Graph, GraphBuilder, Literal, NumpyBuilder, ShapedType, dtypes
 from ir.builder import EvaluatingGraphBuilder
+from ir.types import shaped
 from ir.primitives import REGISTRY
 
 from . import tree
+from .eager.tape import TAPE
+from .eager.tensor import Tensor
 from .errors import ArgumentError, ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
 from .source import at_user_line, user_source
 
@@ -223,12 +227,13 @@ def find_trace(args) -> Trace | None:
 
 
 def bind(name: str, *args, **params) -> list:
-    """Apply primitive ``name``: recorded on Tracers, computed on arrays."""
+    """Apply primitive ``name``: recorded on Tracers, taped on Tensors, computed on arrays."""
     prim = REGISTRY[name]
-    trace = find_trace(args)
+    kinds = {type(a) for a in args}
+    trace = find_trace(args) if Tracer in kinds else None
     try:
         if trace is None:
-            return _numpy_builder.bind(prim, *args, **params)
+            return (TAPE if Tensor in kinds else _numpy_builder).bind(prim, *args, **params)
         outs = trace.bind(prim, args, params)
     except (ShapeError, DTypeError, ValueError) as e:
         if not isinstance(e, TracegradError) and type(e) is not ValueError:
@@ -253,6 +258,8 @@ def type_and_weak(x) -> tuple[ShapedType, bool]:
     """Abstract type of any operand, and whether it promotes like a Python scalar."""
     if isinstance(x, Tracer):
         return x.type, x.weak
+    if type(x) is Tensor:
+        return shaped(x.data.shape, x.data.dtype), False
     if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
         if isinstance(x, bool):
             return ShapedType((), dtypes.bool_), True
@@ -260,12 +267,14 @@ def type_and_weak(x) -> tuple[ShapedType, bool]:
             return ShapedType((), dtypes.int64), True
         return ShapedType((), dtypes.float64), True
     arr = np.asarray(x)
-    return ShapedType(arr.shape, dtypes.canonicalize(arr.dtype, "array dtype")), False
+    if arr.dtype not in dtypes.SUPPORTED:
+        dtypes.canonicalize(arr.dtype, "array dtype")  # the error that names the supported dtypes
+    return shaped(arr.shape, arr.dtype), False
 
 
 def as_operand(x):
-    """Tracers stay; everything else becomes a NumPy array of a supported dtype."""
-    if isinstance(x, Tracer):
+    """Tracers and Tensors stay; everything else becomes a NumPy array of a supported dtype."""
+    if isinstance(x, (Tracer, Tensor)):
         return x
     if isinstance(x, (list, tuple)) and any(isinstance(e, Tracer) for e in _flat(x)):
         raise TypeError("a list containing traced arrays is not an array: combine them with tnp.stack or "

@@ -15,7 +15,7 @@ import numpy as np
 from ir import Graph, ShapedType
 
 from . import tree
-from .core import Trace, Tracer, as_operand, type_and_weak
+from .core import Tensor, Trace, Tracer, as_operand, type_and_weak
 from .errors import ArgumentError, DTypeError
 
 
@@ -110,6 +110,11 @@ def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), stat
     paths = _leaf_paths(in_tree, labels)
     types = []
     for path, leaf in zip(paths, leaves):
+        if isinstance(leaf, Tensor):
+            raise ArgumentError(
+                f"argument {path} of {fname}() is an eager tg.Tensor: jit and the transformations trace NumPy "
+                f"arrays and differentiate the graph themselves. Pass t.detach().numpy(), or call the function "
+                f"directly on Tensors to run it define-by-run (its gradient then comes from backward())")
         if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
             raise ArgumentError(
                 f"argument {path} of {fname}() is a {type(leaf).__name__}, not an array: pass a NumPy array or a "

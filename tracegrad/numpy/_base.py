@@ -7,7 +7,7 @@ import numpy as np
 
 from ir import dtypes
 
-from ..core import Tracer, as_operand, bind1, type_and_weak
+from ..core import Tensor, Tracer, as_operand, bind1, type_and_weak
 from ..errors import AxisError, DTypeError, ShapeError
 from ..source import at_user_line
 
@@ -32,10 +32,13 @@ def result_type(*xs) -> tuple[np.dtype, bool]:
 def astype(x, dtype):
     """x converted to ``dtype`` (a no-op when it already is)."""
     dtype = dtypes.canonicalize(dtype)
-    if isinstance(x, Tracer):
+    if isinstance(x, (Tracer, Tensor)):
         return x if x.dtype == dtype else bind1("convert_element_type", x, dtype=dtype)
     x = np.asarray(x)
-    return x if x.dtype == dtype else bind1("convert_element_type", x, dtype=dtype)
+    if x.dtype == dtype:
+        return x
+    with np.errstate(invalid="ignore", over="ignore"):  # as the primitive converts: NaN to int is not a warning
+        return x.astype(dtype)
 
 
 def weak(x, flag: bool):
@@ -82,7 +85,17 @@ def elementwise(name: str, *xs, dtype=None, kinds: str = "fib", fname: str | Non
     A Python int that the promoted integer dtype cannot hold is an OverflowError,
     as in NumPy 2, rather than a silently wrapped value; with ``exact_ints``
     (comparisons) the operation runs in int64 instead, so ``i32 < 2**40`` is exact."""
-    dt, is_weak = result_type(*xs)  # before operands(): a Python scalar must still look weak
+    types = [type_and_weak(x) for x in xs]  # before operands(): a Python scalar must still look weak
+    if dtype is None:
+        # The common cases first: arrays of one type, with Python scalars that take a float array's dtype.
+        strong = [t for t, w in types if not w]
+        t0 = strong[0] if strong else None
+        if t0 is not None and all(t == t0 for t in strong) and _kind(t0.dtype) in kinds:
+            if len(strong) == len(xs):
+                return bind1(name, *xs)
+            if t0.dtype.kind == "f":
+                return bind1(name, *[astype(x, t0.dtype) if w else x for x, (_, w) in zip(xs, types)])
+    dt, is_weak = dtypes.result_type(*[(t.dtype, w) for t, w in types])
     big = python_int_out_of_range(xs, dt)
     if big is not None and not exact_ints:
         raise OverflowError(f"Python integer {big} out of bounds for {dt}{at_user_line()}")
@@ -90,15 +103,19 @@ def elementwise(name: str, *xs, dtype=None, kinds: str = "fib", fname: str | Non
     xs = operands(*xs)
     if dtype is not None:
         dt = dtype(dt) if callable(dtype) else dtype
-    kind = "i" if dtypes.is_int(dt) else dt.kind
-    if kind not in kinds:
+    if _kind(dt) not in kinds:
         raise DTypeError(f"{fname or name} does not accept {dt} operands{at_user_line()}")
-    shape = broadcast_shapes(*[shape_of(x) for x in xs])
+    shapes = [t.shape for t, _ in types]
+    shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_shapes(*shapes)
     cast = [astype(x, dt) for x in xs]
-    cast = [x if shape_of(x) == () else broadcast_to(x, shape) for x in cast]
-    if all(shape_of(x) == () for x in cast) and shape:
+    cast = [x if s == () or s == shape else broadcast_to(x, shape) for x, s in zip(cast, shapes)]
+    if shape and all(s == () for s in shapes):
         cast[0] = broadcast_to(cast[0], shape)
     return weak(bind1(name, *cast), is_weak)
+
+
+def _kind(dt: np.dtype) -> str:
+    return "i" if dtypes.is_int(dt) else dt.kind
 
 
 def to_float(dt: np.dtype) -> np.dtype:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ir import dtypes
 
-from ..core import Tracer, bind1
+from ..core import Tensor, Tracer, bind1
 from ..source import at_user_line
 from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, normalize_axis, operands, reshape, shape_of
 from ._elementwise import add, less, where
@@ -48,6 +48,14 @@ def _normalize_index(idx, n: int, axis: int):
     if bad.any():
         raise IndexError(f"index {idx[bad].flat[0]} is out of bounds for axis {axis} with size {n}{at_user_line()}")
     return np.where(idx < 0, idx + n, idx)
+
+
+def _concrete_tensors(key):
+    """An index given as an eager Tensor is its array: indices carry no gradient,
+    and a Tensor's values are known (a boolean mask works, as in PyTorch)."""
+    if isinstance(key, tuple):
+        return tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    return key.data if isinstance(key, Tensor) else key
 
 
 def _expand(key, shape: tuple[int, ...]) -> list:
@@ -91,7 +99,7 @@ def _expand(key, shape: tuple[int, ...]) -> list:
 def getitem(x, key):
     (x,) = operands(x)
     shape = shape_of(x)
-    entries = _expand(key, shape)
+    entries = _expand(_concrete_tensors(key), shape)
     advanced = any(_index_array(k) is not None for k in entries)
 
     # Pass 1: slices, ints (when nothing is advanced) and None, as one slice + rev + reshape.
@@ -162,7 +170,8 @@ def take(a, indices, axis=None):
     if axis is None:
         a, axis = reshape(a, (int(np.prod(shape_of(a), dtype=np.int64)),)), 0
     axis = normalize_axis(axis, len(shape_of(a)))
-    return getitem(a, (slice(None),) * axis + (indices if isinstance(indices, Tracer) else np.asarray(indices),))
+    indices = indices if isinstance(indices, (Tracer, Tensor)) else np.asarray(indices)
+    return getitem(a, (slice(None),) * axis + (indices,))
 
 
 def setitem_error(x, key, value):

@@ -1,5 +1,5 @@
-"""Operators and methods of array-like classes (Tracer now, the eager Tensor
-too), defined once in terms of tnp functions, and NumPy's dispatch protocols
+"""Operators and methods of array-like classes (Tracer and the eager Tensor),
+defined once in terms of tnp functions, and NumPy's dispatch protocols
 so that ``np.sin(tracer)`` and ``np.sum(tracer)`` reach tnp."""
 
 from __future__ import annotations
@@ -79,9 +79,11 @@ def _array_function(self, func, types, args, kwargs):
 def install(cls) -> type:
     """Give an array-like class NumPy's operators and methods."""
     for name, fn in METHODS.items():
-        setattr(cls, name, fn)
+        if name not in cls.__dict__:  # the class's own definition wins (a Tensor's __setitem__ writes in place)
+            setattr(cls, name, fn)
     cls.__array_ufunc__ = _array_ufunc
     cls.__array_function__ = _array_function
-    cls.__hash__ = None
+    if "__hash__" not in cls.__dict__:
+        cls.__hash__ = None
     return cls
 
