@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .mode import STATE
-from .tape import TAPE, AccumulateGrad, BackwardNode, as_tensor, edge
+from .tape import ARRAYS, TAPE, AccumulateGrad, BackwardNode, as_tensor, edge
 from .tensor import Tensor
 
 
@@ -59,9 +59,10 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)
+    b = TAPE if create_graph else ARRAYS  # gradients as Tensors on the tape, or as plain arrays
     buffers: dict[BackwardNode, list] = {}
     for (node, nr), g in roots:
-        _add(buffers, node, nr, g)
+        _add(buffers, node, nr, g, b)
     ready = [(-n.seq, n) for n in {e[0] for e, _ in roots} if waiting.get(n, 0) == 0]
     heapq.heapify(ready)
     captured: dict = {}
@@ -76,19 +77,19 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
                 if capture is not None:
                     for nr, ct in enumerate(cts):
                         if (node, nr) in capture and ct is not None:
-                            captured[node, nr] = ct
+                            captured[node, nr] = as_tensor(ct)
                 if isinstance(node, AccumulateGrad):
                     if capture is None and (accumulate_into is None or node.variable in accumulate_into):
                         node.accumulate(cts[0])
                 else:
-                    in_cts = _apply(node, cts)
+                    in_cts = _apply(node, cts, b)
             if not retain_graph:
                 node.release()
             for i, (nxt, nr) in enumerate(node.next_functions):
                 if nxt is None:
                     continue
                 if in_cts is not None and in_cts[i] is not None:
-                    _add(buffers, nxt, nr, as_tensor(in_cts[i]))
+                    _add(buffers, nxt, nr, in_cts[i], b)
                 waiting[nxt] -= 1
                 if waiting[nxt] == 0:
                     heapq.heappush(ready, (-nxt.seq, nxt))
@@ -97,18 +98,18 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
     return captured
 
 
-def _add(buffers: dict, node: BackwardNode, nr: int, g: Tensor) -> None:
+def _add(buffers: dict, node: BackwardNode, nr: int, g, b) -> None:
     slots = buffers.get(node)
     if slots is None:
         slots = buffers[node] = [None] * node.n_outputs
-    slots[nr] = g if slots[nr] is None else TAPE.add(slots[nr], g)
+    slots[nr] = g if slots[nr] is None else b.add(slots[nr], g)
 
 
-def _apply(node: BackwardNode, cts: list) -> list:
+def _apply(node: BackwardNode, cts: list, b) -> list:
     """One node's backward; in anomaly mode, a NaN or Inf it returns is an
     error naming the forward operation and where it was created."""
     try:
-        in_cts = node.apply(cts)
+        in_cts = node.apply(cts, b)
     except RuntimeError as e:
         if STATE.anomaly and node.source is not None:
             raise RuntimeError(f"{e}\n(raised in {node.name}{node.where_created().replace(chr(10), ', ')})") from None

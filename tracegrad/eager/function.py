@@ -61,8 +61,8 @@ class FunctionNode(BackwardNode):
     def name(self) -> str:
         return f"{self.fn_class.__name__}Backward"
 
-    def apply(self, cotangents: list) -> list:
-        grads = [as_tensor(np.zeros(s, d)) if g is None else g for g, (s, d) in zip(cotangents, self._out_types)]
+    def apply(self, cotangents: list, b) -> list:
+        grads = [as_tensor(np.zeros(s, d) if g is None else g) for g, (s, d) in zip(cotangents, self._out_types)]
         result = self.fn_class.backward(self.ctx, *grads)
         result = result if isinstance(result, tuple) else (result,)
         n = len(self.next_functions)

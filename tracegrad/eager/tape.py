@@ -53,8 +53,9 @@ class BackwardNode:
 
     name = "Backward"
 
-    def apply(self, cotangents: list) -> list:
-        """Cotangents of the operands (Tensors, or None for zero) from the outputs'."""
+    def apply(self, cotangents: list, b: Builder) -> list:
+        """Cotangents of the operands (None for zero) from the outputs', computed
+        on ``b``: the tape under create_graph (Tensors), else NumPy (arrays)."""
         raise NotImplementedError
 
     def release(self) -> None:
@@ -83,7 +84,7 @@ class BackwardNode:
         for nr, hooks in (self._hooks or {}).items():
             for hook in list(hooks.values()):
                 if cotangents[nr] is not None:
-                    replaced = hook(cotangents[nr])
+                    replaced = hook(as_tensor(cotangents[nr]))
                     if replaced is not None:
                         cotangents[nr] = as_tensor(replaced)
         for nr, ref in (self._retained or {}).items():
@@ -103,11 +104,12 @@ def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor._make(np.asarray(x))
 
 
-def store_grad(t: Tensor, g: Tensor) -> None:
+def store_grad(t: Tensor, g) -> None:
     """Accumulate ``g`` into ``t.grad``: in place when no graph is being built
     (the tensor the user holds as ``t.grad`` is updated, as in PyTorch),
     out of place (recorded) under ``create_graph``. The first gradient is
     copied: the same array may have gone to other leaves, hooks or the caller."""
+    g = as_tensor(g)
     if t._grad is None:
         t._grad = g if g.grad_fn is not None else Tensor._make(np.array(g.data, order="C"))
     elif STATE.grad_enabled or t._grad.grad_fn is not None or not t._grad.data.flags.writeable:
@@ -131,10 +133,11 @@ class AccumulateGrad(BackwardNode):
     def variable(self) -> Tensor | None:
         return self._variable()
 
-    def accumulate(self, g: Tensor) -> None:
+    def accumulate(self, g) -> None:
         t = self._variable()
         if t is None:
             return
+        g = as_tensor(g)
         for hook in list((t._hooks or {}).values()):
             replaced = hook(g)
             if replaced is not None:
@@ -241,13 +244,13 @@ class PrimitiveNode(BackwardNode):
                 f"operation (y = y + 1 instead of y += 1), or clone() the tensor before changing it; "
                 f"tg.detect_anomaly() shows where {self.prim.name} was called.")
 
-    def apply(self, cotangents: list) -> list:
+    def apply(self, cotangents: list, b: Builder) -> list:
         saved = [Saved(self, i) for i in range(len(self._saved))]
         n_in = len(self.wanted)
         TAPE.rules_running += 1
         try:
-            with TAPE.at(self.source, of=self, wanted=self.wanted):
-                return self.prim.vjp(TAPE, cotangents, saved[:n_in], saved[n_in:], **self.params)
+            with b.at(self.source, of=self, wanted=self.wanted):
+                return self.prim.vjp(b, cotangents, saved[:n_in], saved[n_in:], **self.params)
         finally:
             TAPE.rules_running -= 1
 
@@ -359,4 +362,22 @@ def _aliased(out: np.ndarray, inputs: list) -> Tensor | None:
     return None
 
 
+class ArrayBuilder(TapeBuilder):
+    """What the rules run on in a backward pass that builds no graph: NumPy at
+    once on plain arrays — no Tensors, no tape, no checks the rules do not need."""
+
+    def bind(self, prim: Primitive, *inputs, **params) -> list[np.ndarray]:
+        arrays = []
+        for x in inputs:
+            if type(x) is Saved:
+                x = x.unpack()
+            arrays.append(x.data if type(x) is Tensor else x)
+        with np.errstate(all="ignore"):
+            outs = prim.impl(*arrays, **params)
+        if FINITE_CHECK.enabled:
+            check_finite(prim.name, outs, self._describe, derivative=True)
+        return outs
+
+
 TAPE = TapeBuilder()
+ARRAYS = ArrayBuilder()
