@@ -1,10 +1,11 @@
 """The on-disk cache of compiled objects.
 
-An entry is keyed by a hash of what was compiled, the code generator's own
-source, the compiler version and the CPU with its features; it lives in
+An entry is keyed by a hash of what was compiled (a program, or the traced
+graph the passes made it from), the source of the code that compiled it, the
+compiler version and the CPU with its features; it lives in
 ``TRACEGRAD_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tracegrad`` or
 ``~/.cache/tracegrad``). Each file starts with a magic line, the CPU
-fingerprint and a SHA-256 of the object, all checked before the object is
+fingerprint and a SHA-256 of the payload, all checked before the payload is
 loaded: a truncated, corrupted or foreign file is ignored (and rebuilt by the
 caller). Writes go to a temporary file renamed into place, so a concurrent
 reader never sees half a file, and a cache that cannot be written is skipped.
@@ -22,14 +23,20 @@ from . import target
 
 MAGIC = b"tracegrad-object-1\n"
 
+ROOT = pathlib.Path(__file__).parent.parent
+# What a compiled object depends on besides what it was compiled from: the code generator's own source ...
+GENERATOR = ("codegen/*.py", "ir/passes/fusion.py")
+# ... and, for a program keyed by its traced graph, everything that turns that graph into the program:
+# the passes, the primitives' rules they apply and the IR itself.
+COMPILER = ("codegen/*.py", "ir/**/*.py")
+
 
 @functools.cache
-def _generator_digest() -> str:
-    """The code generator's own source: a change to it invalidates every cached object."""
+def _source_digest(patterns: tuple[str, ...]) -> str:
+    """The source files ``patterns`` match: a change to any invalidates every object keyed with them."""
     h = hashlib.sha256()
-    here = pathlib.Path(__file__).parent
-    for path in sorted(here.glob("*.py")) + [here.parent / "ir" / "passes" / "fusion.py"]:
-        h.update(path.read_bytes())
+    for path in sorted({p for pattern in patterns for p in ROOT.glob(pattern)}):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -41,13 +48,14 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "tracegrad"
 
 
-def digest(text: str) -> str:
-    """A cache key: ``text`` (what is compiled) with the generator's source and the machine."""
-    return hashlib.sha256(f"{text}|{_generator_digest()}|{target.fingerprint()}".encode()).hexdigest()
+def digest(text: str, sources: tuple[str, ...] = GENERATOR) -> str:
+    """A cache key: ``text`` (what is compiled) with the ``sources`` that compile it and the machine."""
+    return hashlib.sha256(f"{text}|{_source_digest(sources)}|{target.fingerprint()}".encode()).hexdigest()
 
 
 def load_cached(key: str) -> bytes | None:
-    """The object stored under ``key``, or None when absent, corrupt or built for another machine."""
+    """The payload stored under ``key`` (an object, or a program with its object), or None when absent,
+    corrupt or built for another machine."""
     try:
         blob = (cache_dir() / f"{key}.o").read_bytes()
     except OSError:
@@ -62,12 +70,13 @@ def load_cached(key: str) -> bytes | None:
     return payload
 
 
-def store_cached(key: str, obj: bytes) -> None:
+def store_cached(key: str, payload: bytes) -> None:
     """Write atomically; a cache that cannot be written is skipped, never an error."""
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        blob = MAGIC + target.fingerprint().encode() + b"\n" + hashlib.sha256(obj).hexdigest().encode() + b"\n" + obj
+        check = hashlib.sha256(payload).hexdigest().encode()
+        blob = MAGIC + target.fingerprint().encode() + b"\n" + check + b"\n" + payload
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(blob)

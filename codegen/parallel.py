@@ -51,6 +51,7 @@ def parallel_for(module: ir.Module) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(VOID, [WORKER.as_pointer(), I8.as_pointer().as_pointer(), I64, I64]),
                      name="tg_parallel_for")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")  # optimised once per module, not once in every kernel that splits a stage
     worker, ctx, n, threads = fn.args
     pthread_create = _declare(module, "pthread_create", ir.FunctionType(
         I32, [I64.as_pointer(), I8.as_pointer(), ir.FunctionType(I8.as_pointer(), [I8.as_pointer()]).as_pointer(),

@@ -2,12 +2,13 @@
 
 ``tg_main(i8** args, i8* arena, i64 threads) -> i32`` calls the kernels in order and
 returns a status: 0, or a negative code for an input NumPy refuses (see
-``elementwise.py``). ``args``
-holds the program's inputs, its constants and its output buffers (allocated
-by the runtime, so results are arrays the caller owns); every intermediate
-lives in ``arena``, one block per executable, at an offset chosen by the
-memory plan: two buffers share bytes when their lifetimes (from the kernel
-that writes them to the last kernel that reads them) do not overlap.
+``elementwise.py``). ``args`` holds the NumPy array objects of the program's
+inputs, its constants and its output buffers (allocated by the runtime, so
+results are arrays the caller owns); every intermediate lives in ``arena``,
+one block per executable, at an offset chosen by the memory plan: two buffers
+share bytes when their lifetimes (from the kernel that writes them to the last
+kernel that reads them) do not overlap. Python calls it through ``tg_call``, a
+builtin function defined in the same module (see ``_caller``).
 
 The plan is computed from the graph alone, so a program loaded from the disk
 cache needs no code generation. In a checked build (``debug_nans``), every
@@ -31,7 +32,23 @@ from .llvmtypes import I8, I32, I64, counted_loop, int64, intrinsic, memory_type
 
 ALIGN = 64
 ENTRY = "tg_main"
-DATA_OFFSET = 16  # where a NumPy array object holds its data pointer (checked by the runtime at import)
+ENTRY_TYPE = ir.FunctionType(I32, [I8.as_pointer().as_pointer(), I8.as_pointer(), I64])
+# Where objects hold what native code reads (checked against NumPy and Python by the runtime on import):
+DATA_OFFSET = 16  # a NumPy array's data pointer
+FLAGS_OFFSET = 64  # a NumPy array's flags (an int)
+TUPLE_ITEMS = 24  # a tuple's item pointers
+READABLE = 0x0001 | 0x0100  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED: the flags every input must have
+CALLER = "tg_call"
+NOT_READABLE = 1  # tg_call's status when an input lacks READABLE (nothing ran); a checked build's codes are >= 2
+# The C API functions the caller uses (the runtime gives LLVM their addresses), by the types it declares.
+_OBJECT = I8.as_pointer()
+PYTHON_API = {
+    "PyLong_AsVoidPtr": ir.FunctionType(_OBJECT, [_OBJECT]),
+    "PyLong_AsSsize_t": ir.FunctionType(I64, [_OBJECT]),
+    "PyLong_FromLong": ir.FunctionType(_OBJECT, [I64]),
+    "PyEval_SaveThread": ir.FunctionType(_OBJECT, []),
+    "PyEval_RestoreThread": ir.FunctionType(ir.VoidType(), [_OBJECT]),
+}
 
 
 def flatten_calls(graph: Graph) -> Graph:
@@ -170,8 +187,7 @@ def emit(program: Program, checked: bool = False) -> str:
     runtime passes NumPy array objects themselves, whose data pointer sits there)."""
     module = ir.Module(name=program.graph.name)
     plan = program.plan
-    entry = ir.Function(module, ir.FunctionType(I32, [I8.as_pointer().as_pointer(), I8.as_pointer(), I64]),
-                        name=ENTRY)
+    entry = ir.Function(module, ENTRY_TYPE, name=ENTRY)
     args, arena, threads = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     status = b.alloca(I32, name="status")
@@ -197,7 +213,36 @@ def emit(program: Program, checked: bool = False) -> str:
             floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
             _check_finite(b, [pointer(v) for v in floats], floats, number[id(eqn)])
     b.ret(b.load(status))
+    _caller(module, entry, len(plan.inputs))
     return str(module)
+
+
+def _caller(module: ir.Module, entry: ir.Function, inputs: int) -> None:
+    """``tg_call(self, args, nargs)``, the bridge from Python: a CPython builtin function
+    (``METH_FASTCALL``) called as ``tg_call(held, arena, threads)``. It passes the items of
+    the tuple ``held`` to the entry point as ``args``, lets other Python threads run while
+    the program does, and returns its status as a Python int; or, without running anything,
+    ``NOT_READABLE`` if one of the first ``inputs`` arrays is not C-contiguous and aligned.
+    Such a call costs a few hundred instructions; a ctypes call, which makes a C object of
+    each argument, several thousand."""
+    api = {name: ir.Function(module, ftype, name=name) for name, ftype in PYTHON_API.items()}
+    fn = ir.Function(module, ir.FunctionType(_OBJECT, [_OBJECT, _OBJECT.as_pointer(), I64]), name=CALLER)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    held, arena, threads = (b.load(b.gep(fn.args[1], [int64(i)])) for i in range(3))
+    items = b.bitcast(b.gep(held, [int64(TUPLE_ITEMS)]), _OBJECT.as_pointer())
+    readable = ir.Constant(ir.IntType(1), 1)
+    for i in range(inputs):
+        flags = b.load(b.bitcast(b.gep(b.load(b.gep(items, [int64(i)])), [int64(FLAGS_OFFSET)]), I32.as_pointer()))
+        readable = b.and_(readable, b.icmp_unsigned("==", b.and_(flags, ir.Constant(I32, READABLE)),
+                                                    ir.Constant(I32, READABLE)))
+    with b.if_then(b.not_(readable), likely=False):
+        b.ret(b.call(api["PyLong_FromLong"], [int64(NOT_READABLE)]))
+    arena = b.call(api["PyLong_AsVoidPtr"], [arena])
+    threads = b.call(api["PyLong_AsSsize_t"], [threads])
+    state = b.call(api["PyEval_SaveThread"], [])
+    status = b.call(entry, [items, arena, threads])
+    b.call(api["PyEval_RestoreThread"], [state])
+    b.ret(b.call(api["PyLong_FromLong"], [b.sext(status, I64)]))
 
 
 def _check_finite(b: ir.IRBuilder, pointers: list, vars_: list[Var], number: int) -> None:
@@ -219,3 +264,4 @@ def _check_finite(b: ir.IRBuilder, pointers: list, vars_: list[Var], number: int
         code.add_incoming(status, status.parent)
         b.ret(code)
         b.position_at_end(after)
+

@@ -19,7 +19,7 @@ import pytest
 
 import tracegrad as tg
 import tracegrad.numpy as tnp
-from codegen import runtime, target
+from codegen import program, runtime, target
 
 try:  # the disk cache has a module of its own (codegen/cache.py) since the runtime was split
     from codegen import cache as _disk
@@ -77,21 +77,18 @@ CACHE_SCRIPT = textwrap.dedent("""
     import numpy as np
     import tracegrad as tg
     import tracegrad.numpy as tnp
-    from codegen.runtime import cache_key
-    try:
-        from codegen.cache import cache_dir
-    except ImportError:
-        from codegen.runtime import cache_dir
+    from codegen.cache import cache_dir
+    from codegen.runtime import source_key
 
     x = np.linspace(-2.0, 2.0, 1000, dtype=np.float32)
     report = {"threads": tg.config.threads, "programs": []}
     for k in range(int(sys.argv[1])):
         jf = tg.jit(lambda x, k=k: tnp.tanh(x) * (k + 2.0) + tnp.sum(x * x))
         compiled = jf.lower(x).compile()
-        path = str(cache_dir() / (cache_key(compiled.program, False) + ".o"))
-        assert compiled._native.key == cache_key(compiled.program, False)
+        assert compiled._native.key == source_key(compiled.graph), "keyed by the traced graph"
+        path = str(cache_dir() / (compiled._native.key + ".o"))
         report["programs"].append({"path": path, "from_disk": compiled._native.from_disk,
-                                   "result": jf(x).tolist()})
+                                   "result": jf(x).tolist(), "passes_ran": compiled._passes is not None})
     print(json.dumps(report))
 """)
 
@@ -139,6 +136,7 @@ def test_disk_cache_is_reused_by_another_process_and_bad_entries_are_rebuilt(tmp
     paths = [p["path"] for p in first["programs"]]
     assert len(set(paths)) == len(paths) and all(p.startswith(cache) for p in paths)
     assert not any(p["from_disk"] for p in first["programs"])
+    assert all(p["passes_ran"] for p in first["programs"])
     for path in paths:
         assert os.path.exists(path), "the first process stored nothing"
         with open(path, "rb") as f:
@@ -153,6 +151,8 @@ def test_disk_cache_is_reused_by_another_process_and_bad_entries_are_rebuilt(tmp
     assert second["threads"] == len(os.sched_getaffinity(0))
     assert [p["from_disk"] for p in second["programs"]] == [True] + [False] * len(CORRUPTIONS), \
         "the intact entry must be loaded, every damaged one rebuilt"
+    assert [p["passes_ran"] for p in second["programs"]] == [False] + [True] * len(CORRUPTIONS), \
+        "a program found by its traced graph needs no pass"
     x = np.linspace(-2.0, 2.0, 1000, dtype=F32)
     for k, (a, b) in enumerate(zip(first["programs"], second["programs"])):
         assert a["result"] == b["result"], f"program {k}: another result after the cache"
@@ -162,6 +162,41 @@ def test_disk_cache_is_reused_by_another_process_and_bad_entries_are_rebuilt(tmp
     assert str(cache_dir()) == cache
     for path in paths:  # every entry is whole again
         assert load_cached(os.path.basename(path)[:-2]) is not None, f"{path} was not rewritten"
+
+
+TABLE = np.linspace(-1.0, 1.0, 12)  # a constant of the program, longer than its printed form shows
+
+
+def every_kind_of_result(x):
+    y = tnp.tanh(x) * TABLE
+    return y, y, x, 2.5, TABLE + 0.0  # a kernel's output twice, an input, a literal, a constant
+
+
+def test_a_program_read_back_from_the_disk_cache_keeps_its_constants_and_every_kind_of_result(monkeypatch):
+    x = np.linspace(0.0, 1.0, 12)
+    want = tg.jit(every_kind_of_result, backend="interpret")(x)
+    tg.jit(every_kind_of_result)(x)  # compiled (or found on disk), and in memory
+    monkeypatch.setattr(runtime, "_LOADED", runtime._Loaded())  # as in a new process
+    jf = tg.jit(every_kind_of_result)
+    got = jf(x)
+    assert jf.lower(x).compile()._native.from_disk
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert type(g) is np.ndarray and g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    assert got[0] is not got[1] and not np.shares_memory(got[2], x)
+    got[4][0] = 99.0  # the caller owns every result, the constant's copy too
+    np.testing.assert_allclose(jf(x)[4], TABLE)
+
+
+def test_programs_that_differ_only_in_the_values_of_a_constant_are_cached_apart():
+    x = np.ones((3, 3))
+    keys = set()
+    for k in (0, -1, 1):
+        compiled = tg.jit(lambda a, k=k: a * tnp.eye(3, k=k)).lower(x).compile()
+        keys.add(compiled._native.key)
+        np.testing.assert_array_equal(compiled(x), np.eye(3, k=k))
+    assert len(keys) == 3
 
 
 def test_an_unwritable_cache_directory_is_skipped_without_an_error(tmp_path, monkeypatch):
@@ -264,6 +299,38 @@ def test_a_compiled_program_refuses_arguments_of_another_shape_or_dtype():
     with pytest.raises(TypeError, match="takes 1 arrays, got 2"):
         native([x, x])
     np.testing.assert_array_equal(compiled(x), x * 2.0)  # still fine afterwards
+
+
+def test_native_code_runs_only_on_contiguous_aligned_arrays_whatever_the_callers_layout():
+    """On the fast path of a cached signature too: the native bridge refuses a reversed,
+    Fortran-order or misaligned argument without running anything, and the runtime runs
+    the program again on a copy; a C-contiguous aligned array is passed as it is."""
+    jf = tg.jit(lambda x, y: x * 2.0 + y)
+    x, y = np.arange(12.0).reshape(3, 4), np.ones((3, 4))
+    jf(x, y)
+    native = jf.lower(x, y).compile()._native
+    calls, call = [], native._call
+
+    def spy(held, arena, threads):
+        status = call(held, arena, threads)
+        calls.append((held[0], held[1], status))
+        return status
+
+    native._call = spy
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    misaligned = np.frombuffer(raw[1:].data, x.dtype, x.size).reshape(x.shape)
+    misaligned[...] = x
+    for arg in (np.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1], np.asfortranarray(x), misaligned):
+        assert not (arg.flags.c_contiguous and arg.flags.aligned)
+        np.testing.assert_array_equal(jf(arg, y), x * 2.0 + y)
+        (refused, _, first), (copy, passed_y, second) = calls
+        assert refused is arg and first == program.NOT_READABLE
+        assert copy is not arg and copy.flags.c_contiguous and copy.flags.aligned and second == 0
+        assert passed_y is y
+        calls.clear()
+    np.testing.assert_array_equal(jf(x, y), x * 2.0 + y)
+    assert [(a is x, status) for a, _, status in calls] == [(True, 0)]
+    assert jf.cache_info().misses == 1
 
 
 def test_python_scalars_and_lists_are_arguments_like_arrays():
@@ -405,6 +472,7 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
         t.start()
     for t in threads:
         t.join()
+    print(f"arenas {len(compiled._native._arenas)}")
     print("ok" if not errors else f"{len(errors)} wrong results: " + "; ".join(errors[:3]))
 """)
 
@@ -413,8 +481,13 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
                          ids=["jit, a large arena", "Executable, a small arena"])
 def test_two_python_threads_in_one_executable_both_get_their_own_results(size, how):
     """Two threads call one compiled program at once on different inputs: the
-    second finds the arena busy and must get one of its own, alive until its call returns."""
+    second finds the arena busy and must get one of its own, alive until its call returns.
+    Native code runs without the GIL, so calls of a millisecond do overlap: the executable
+    made a second arena (and keeps it for the next time)."""
     done = subprocess.run([sys.executable, "-c", CONCURRENT_SCRIPT, str(size), how], capture_output=True,
                           text=True, cwd=REPO, timeout=300, check=False)
     assert done.returncode == 0, f"the process died (exit {done.returncode}):\n{done.stderr[-2000:]}"
-    assert done.stdout.strip().splitlines()[-1] == "ok", done.stdout
+    *_, arenas, verdict = done.stdout.strip().splitlines()
+    assert verdict == "ok", done.stdout
+    if size >= 192:
+        assert arenas == "arenas 2", "the calls never overlapped: is the GIL held in native code?"

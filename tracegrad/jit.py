@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from numpy import ndarray  # a global: NumPy's module __getattr__ keeps Python from caching np.ndarray
 
 from ir import evaluate
 from ir.interpreter import FINITE_CHECK, describe_eqn, nonfinite_error
-from ir.passes.pipeline import optimize
+from ir.passes.pipeline import Optimized, optimize
 
-from codegen.runtime import Executable, MemoryStats, nonfinite_equation
+from codegen.runtime import Executable, MemoryStats, nonfinite_equation, source_key
 
 from . import tree
 from .config import config
@@ -67,12 +69,21 @@ class Compiled:
         self.backend = backend
         self._fun = fun
         self._static = static
-        self.passes = optimize(traced.graph)  # the pass pipeline: each stage's graph and what each pass did
+        # The passes run when first needed: a program found in the compile cache by its traced graph
+        # needs none. A dump of every pass (TRACEGRAD_DUMP_DIR) is made whether the cache has it or not.
+        self._passes = optimize(traced.graph) if os.environ.get("TRACEGRAD_DUMP_DIR") else None
         self._native = None
         self._checked = None
         if backend == "llvm":
-            self._native = Executable(self.passes.fused)
+            self._native = Executable(lambda: self.passes.fused, key=source_key(traced.graph))
         self._one_array = traced.out_tree.kind == "leaf"
+
+    @property
+    def passes(self) -> Optimized:
+        """The pass pipeline: each stage's graph and what each pass did."""
+        if self._passes is None:
+            self._passes = optimize(self.traced.graph)
+        return self._passes
 
     @property
     def graph(self):
@@ -85,24 +96,25 @@ class Compiled:
         return self.passes.fused
 
     def run(self, split: ArgSplit):
-        return self.run_leaves(concrete_leaves(split))
+        return self.run_leaves(tuple(concrete_leaves(split)))
 
-    def run_leaves(self, inputs: list[np.ndarray]):
-        """Run on the dynamic leaves, already arrays of the signature's dtypes."""
-        if self._native is not None:
-            if FINITE_CHECK.enabled:
-                return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
-            outs = self._native(inputs, config.threads)[0]
+    def run_leaves(self, inputs: tuple):
+        """Run on the dynamic leaves, a tuple of arrays of the signature's shapes and dtypes."""
+        native = self._native
+        if native is not None and not FINITE_CHECK.enabled:
+            outs = native.run(inputs, config.threads)[0]
             return outs[0] if self._one_array else tree.unflatten(self.traced.out_tree, outs)
+        if native is not None:
+            return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
         given = {id(a) for a in inputs}
-        outs = evaluate(self.program, inputs)
+        outs = evaluate(self.program, list(inputs))
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
 
-    def _run_checked(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_checked(self, inputs: tuple) -> tuple[np.ndarray, ...]:
         """debug_nans on native code: a build with one kernel per equation, each output checked."""
         if self._checked is None:
             self._checked = Executable(self.passes.optimized, checked=True)
-        outs, status = self._checked(inputs, config.threads)
+        outs, status = self._checked.run(inputs, config.threads)
         if status:
             kind, eqn = nonfinite_equation(self._checked, status)
             where = describe_eqn(eqn, self._checked.program.graph)
@@ -205,20 +217,27 @@ class JitFunction:
     def __call__(self, *args, **kwargs):
         # The fast path: a call like an earlier one, keyed by what the leaves are without inspecting the signature.
         fast = self._fast
-        key = _array_key(args) if fast is not None and not kwargs else None
-        if key is not None:  # flat arrays, the commonest call, need no tree walk
-            compiled = fast.get(key)
-            if compiled is not None:  # the key holds their dtypes: they are the signature's already
-                self._info.hits += 1
-                return compiled.run_leaves(args)
+        key = None
+        if fast is not None and not kwargs:
+            key = ()
+            for a in args:  # flat arrays, the commonest call, need no tree walk: their shapes and dtypes
+                if type(a) is not ndarray:
+                    key = None
+                    break
+                key += (a.shape, a.dtype)
+            else:
+                compiled = fast.get(key)
+                if compiled is not None:  # the key holds their dtypes: they are the signature's already
+                    self._info.hits += 1
+                    return compiled.run_leaves(args)
         leaves, treedef = tree.flatten((args, kwargs))
         if key is None and fast is not None:
             key = _fast_key(treedef, leaves)
             compiled = fast.get(key) if key is not None else None
             if compiled is not None:
                 self._info.hits += 1
-                return compiled.run_leaves([leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
-                                            for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)])
+                return compiled.run_leaves(tuple(leaf if type(leaf) is np.ndarray else np.asarray(leaf, dt)
+                                                 for leaf, (_, dt, _) in zip(leaves, compiled.traced.signature.leaves)))
         if any(isinstance(leaf, Tracer) for leaf in leaves):
             return self._inline(args, kwargs, find_trace(leaves))
         split = self._split(args, kwargs)
@@ -259,16 +278,6 @@ def jit(fun: Callable | None = None, *, static_argnums=(), static_argnames=(), b
     if fun is None:
         return lambda f: JitFunction(f, static_argnums, static_argnames, backend)
     return JitFunction(fun, static_argnums, static_argnames, backend)
-
-
-def _array_key(args: tuple):
-    """The key of a call on NumPy arrays only: their shapes and dtypes, or None."""
-    key = []
-    for a in args:
-        if type(a) is not np.ndarray:
-            return None
-        key += (a.shape, a.dtype)
-    return tuple(key)
 
 
 def _fast_key(treedef, leaves: list):
