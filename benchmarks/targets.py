@@ -15,7 +15,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 from tracegrad.bench import run  # noqa: E402
 
-JIT, INTERPRETER = "tracegrad jit", "tracegrad interpreter"
+JIT, EAGER, INTERPRETER = "tracegrad jit", "tracegrad eager", "tracegrad interpreter"
 ELEMENTWISE = ["elementwise 1e6", "elementwise 1e6 value_and_grad", "elementwise 1e7", "elementwise 1e7 value_and_grad"]
 
 # (workload, implementation, reference implementation or None for seconds, at most this many times the reference)
@@ -33,6 +33,10 @@ TARGETS = [
     ("compile mlp step (cold)", JIT, None, 0.3),
     ("compile mlp step (cold)", JIT, "jax jit", 1.0),
     ("compile mlp step (disk cache)", JIT, None, 0.05),
+    # issue 6: the eager mode, against PyTorch's
+    ("eager overhead", EAGER, "pytorch eager", 2.0),
+    ("eager overhead value_and_grad", EAGER, "pytorch eager", 2.0),
+    ("mlp step", EAGER, "pytorch eager", 1.5),
 ]
 
 
