@@ -1,14 +1,17 @@
 """The runtime: an ``Executable`` is one compiled program with one native
 entry point, called on NumPy arrays.
 
-The call path is short: check each argument's shape, dtype and layout (an
-array that is not C-contiguous and aligned, a negative-stride view for
-instance, is copied first, never read wrongly), allocate the outputs as fresh
-arrays the caller owns, and enter native code once, through the module's own
-``tg_call`` made a builtin function (program.py), several times cheaper than
-a ctypes call. Native code receives the array objects themselves, as the
-items of one Python tuple, and reads their data pointers; both layouts
-(``program.TUPLE_ITEMS``, ``program.DATA_OFFSET``) are verified below on import.
+The call path is short: the arguments' shapes and dtypes are checked (by jit's
+cache key, or by ``Executable.__call__``), the outputs allocated as fresh arrays
+the caller owns, and native code entered once, through the module's own
+``tg_call`` made a builtin function (program.py), a third of the cost of a
+ctypes call. ``tg_call`` looks at each input's flags and runs nothing if one is
+not C-contiguous and aligned (a negative-stride view, a misaligned buffer): the
+runtime copies it and calls again, so nothing is ever read with the wrong
+layout. Native code receives the array objects themselves, as the items of one
+Python tuple, and reads their flags and data pointers; these object layouts
+(``program.TUPLE_ITEMS``, ``FLAGS_OFFSET``, ``DATA_OFFSET``) are verified below
+on import.
 
 Compiled objects are cached in memory and on disk (cache.py), each with its
 ``Interface``: what calling it takes, so a program found in the cache is
@@ -201,7 +204,7 @@ class Executable:
     def _compile(self, store: bool) -> tuple[target.Engine, Interface]:
         interface = Interface.of(self.program)
         library.load(interface.routines)
-        engine, _ = target.compile_module(emit(self.program, self.checked))
+        engine, _ = target.compile_module(emit(self.program, self.checked), self.program.unroll)
         if store and engine.object_code is not None:
             store_cached(self.key, interface.pack(engine.object_code))
         return engine, interface
@@ -261,11 +264,11 @@ class Executable:
 
     def llvm_ir(self) -> str:
         """The optimised LLVM IR of this program (generated again)."""
-        _, module = target.compile_module(emit(self.program, self.checked))
+        _, module = target.compile_module(emit(self.program, self.checked), self.program.unroll)
         return str(module)
 
     def assembly(self) -> str:
-        _, module = target.compile_module(emit(self.program, self.checked))
+        _, module = target.compile_module(emit(self.program, self.checked), self.program.unroll)
         return target.assembly(module)
 
 

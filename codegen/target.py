@@ -56,15 +56,16 @@ def triple_and_layout() -> tuple[str, str]:
     return tm.triple, str(tm.target_data)
 
 
-def optimize(module: llvm.ModuleRef) -> None:
+def optimize(module: llvm.ModuleRef, unroll: bool = False) -> None:
     """The O3 pipeline, with loop and SLP vectorisation and interleaving, in place. Loops are
-    not unrolled beyond what the vectoriser interleaves: on the benchmark workloads, unrolling
-    changed no run time by more than the noise (1-3 %) and took a third of the compile time."""
+    unrolled beyond what the vectoriser interleaves only when ``unroll`` is asked for: it is
+    a third of the compile time of the MLP training step, and paid for itself on one of the
+    benchmark workloads only (see ``Program.unroll``)."""
     tm = target_machine()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
-    pto.loop_unrolling = False
+    pto.loop_unrolling = unroll
     pto.loop_interleaving = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module, pb)
@@ -101,10 +102,10 @@ class Engine:
         return address
 
 
-def compile_module(text: str) -> tuple[Engine, llvm.ModuleRef]:
+def compile_module(text: str, unroll: bool = False) -> tuple[Engine, llvm.ModuleRef]:
     """Parse, optimise and compile LLVM IR text; returns the engine and the optimised module."""
     module = parse(text)
-    optimize(module)
+    optimize(module, unroll)
     return Engine(module=module), module
 
 

@@ -61,6 +61,27 @@ def test_cache_info_is_a_snapshot():
     assert (after.hits, after.misses) == (1, 1)
 
 
+class Subclass(np.ndarray):
+    pass
+
+
+def test_the_fast_path_serves_plain_arrays_of_a_cached_shape_and_dtype_and_nothing_else():
+    """A call on NumPy arrays is looked up by their shapes and dtypes alone; a subclass or a
+    Python scalar takes the full route, and each is still counted as the hit or miss it is."""
+    counted = Counting(lambda x: x * 2.0)
+    jf = tg.jit(counted)
+    x = np.arange(3.0)
+    for arg in (x, x + 1.0, x.view(Subclass), 1.5, x[::-1].copy()[::-1]):
+        got = jf(arg)
+        assert type(got) is np.ndarray and got.dtype == f64
+        np.testing.assert_array_equal(got, np.asarray(arg) * 2.0)
+    assert counted.traces == 2  # the Python scalar is another signature
+    np.testing.assert_array_equal(jf(x.astype(f32)), x * 2.0)
+    assert jf(x.astype(f32)).dtype == f32
+    info = jf.cache_info()
+    assert (info.hits, info.misses, counted.traces) == (4, 3, 3)
+
+
 @pytest.mark.parametrize("first, second, reason", [
     ((np.ones((3, 4), f32),), (np.ones((5, 4), f32),), "argument 'x': shape changed from f32[3,4] to f32[5,4]"),
     ((np.ones(3, f32),), (np.ones(3, f64),), "argument 'x': dtype changed from f32[3] to f64[3]"),

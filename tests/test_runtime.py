@@ -207,6 +207,21 @@ def test_an_unwritable_cache_directory_is_skipped_without_an_error(tmp_path, mon
     np.testing.assert_allclose(tg.jit(lambda x: tnp.cos(x) * 3.0 - 1.0)(x), np.cos(x) * 3.0 - 1.0, rtol=1e-12)
 
 
+# -------------------------------------------------------------------- LLVM
+def test_loops_are_unrolled_only_in_programs_with_a_row_kernel_over_long_rows():
+    """Unrolling is a third of LLVM's time; it pays where a row kernel runs several short loops per row."""
+    def softmax(x):
+        e = tnp.exp(x - tnp.max(x, axis=-1, keepdims=True))
+        return e / tnp.sum(e, axis=-1, keepdims=True)
+
+    def unrolls(fn, shape):
+        return tg.jit(fn).lower(np.ones(shape, F32)).compile()._native.program.unroll
+
+    assert unrolls(softmax, (64, program.LONG_ROW))
+    assert not unrolls(softmax, (64, program.LONG_ROW - 1))
+    assert not unrolls(scaled_tanh, (4096,)) and not unrolls(sum_of_squares, (4096,))
+
+
 # ------------------------------------------------------------------- memory
 def four_matmuls(x, w):
     return tnp.tanh(x @ w @ w.T @ w @ w.T)

@@ -40,12 +40,13 @@ def rewrite(graph: Graph, rules: list[NamedRule], fired: Counter | None = None, 
     read = lambda a: a if isinstance(a, Literal) else env[a.id]
     for eqn in graph.eqns:
         params = {k: _rewrite_param(v, rules, fired, hash_cons) for k, v in eqn.params.items()}
+        offered = eqn if params == eqn.params else _with_params(eqn, params)
         ins = [read(a) for a in eqn.inputs]
         start = len(b.eqns)
         with b.at(eqn.source):
             outs = None
             for rule in rules:
-                outs = rule.fn(b, eqn if params == eqn.params else _with_params(eqn, params), ins)
+                outs = rule.fn(b, offered, ins)
                 if outs is not None:
                     _check_replacement(rule, eqn, outs)
                     fired[rule.name] += 1
