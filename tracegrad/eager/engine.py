@@ -50,8 +50,9 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
     are added to its ``.grad`` (only for leaves in ``accumulate_into`` when given);
     those reaching an edge in ``capture`` are returned by edge instead."""
     waiting: dict[BackwardNode, int] = {}  # node -> edges into it not yet run
-    seen = {e[0] for e, _ in roots}
-    stack = list(seen)
+    starts = {e[0] for e, _ in roots}
+    seen = set(starts)
+    stack = list(starts)
     while stack:
         for nxt, _ in stack.pop().next_functions:
             if nxt is not None:
@@ -63,7 +64,7 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
     buffers: dict[BackwardNode, list] = {}
     for (node, nr), g in roots:
         _add(buffers, node, nr, g, b)
-    ready = [(-n.seq, n) for n in {e[0] for e, _ in roots} if waiting.get(n, 0) == 0]
+    ready = [(-n.seq, n) for n in starts if waiting.get(n, 0) == 0]
     heapq.heapify(ready)
     captured: dict = {}
     grad_mode, STATE.grad_enabled = STATE.grad_enabled, create_graph
@@ -112,7 +113,7 @@ def _apply(node: BackwardNode, cts: list, b) -> list:
         in_cts = node.apply(cts, b)
     except RuntimeError as e:
         if STATE.anomaly and node.source is not None:
-            raise RuntimeError(f"{e}\n(raised in {node.name}{node.where_created().replace(chr(10), ', ')})") from None
+            raise RuntimeError(f"{e}\n(raised in {node.name}){node.where_created()}") from None
         raise
     if STATE.anomaly:
         for i, ct in enumerate(in_cts):
@@ -120,8 +121,7 @@ def _apply(node: BackwardNode, cts: list, b) -> list:
             if data is not None and data.dtype.kind == "f" and not np.isfinite(data).all():
                 kind = "nan" if np.isnan(data).any() else "inf"
                 raise RuntimeError(f"Function '{node.name}' returned {kind} values in its {i}th output: the "
-                                   f"derivative of {getattr(getattr(node, 'prim', None), 'name', node.name)} is not "
-                                   f"finite here.{node.where_created()}")
+                                   f"derivative is not finite here.{node.where_created()}")
     return in_cts
 
 
@@ -133,7 +133,7 @@ def backward(tensors: Sequence[Tensor], grad_tensors: Sequence | None = None, re
         [grad_tensors] if isinstance(grad_tensors, Tensor) else list(grad_tensors))
     only = None
     if inputs is not None:
-        only = {t for t in ([inputs] if isinstance(inputs, Tensor) else inputs)}
+        only = set([inputs] if isinstance(inputs, Tensor) else inputs)
     run(_roots(tensors, grads), create_graph if retain_graph is None else retain_graph, create_graph,
         accumulate_into=only)
 
