@@ -37,6 +37,9 @@ TARGETS = [
     ("eager overhead", EAGER, "pytorch eager", 2.0),
     ("eager overhead value_and_grad", EAGER, "pytorch eager", 2.0),
     ("mlp step", EAGER, "pytorch eager", 1.5),
+    # issue 7: structured control flow compiled to native loops
+    ("rnn value_and_grad", JIT, "jax jit", 1.0),
+    ("rnn value_and_grad", JIT, "pytorch eager", 1.0),
 ]
 
 

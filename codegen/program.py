@@ -29,7 +29,9 @@ from llvmlite import ir
 
 from ir.builder import GraphBuilder
 from ir.graph import Eqn, Graph, Var
+from ir.types import ShapedType
 
+from . import control
 from .kernel import Kernel, KernelSignature
 from .llvmtypes import I8, I32, I64, counted_loop, int64, intrinsic, memory_type
 
@@ -57,8 +59,9 @@ PYTHON_API = {
 
 def flatten_calls(graph: Graph) -> Graph:
     """Inline the bodies of call primitives other than kernels (a checkpoint
-    runs its body once in the forward program; native code needs no boundary)."""
-    if not any(e.prim.family == "call" and e.prim.name != "fused" for e in graph.eqns):
+    runs its body once in the forward program; native code needs no boundary),
+    inside the bodies of control flow too."""
+    if not _has_calls(graph):
         return graph
     b = GraphBuilder(hash_cons=False)
     inputs = [b.new_input(v.type) for v in graph.inputs]
@@ -71,9 +74,24 @@ def flatten_calls(graph: Graph) -> Graph:
                 outs, _ = b.inline(flatten_calls(eqn.params[name]), ins)
                 outs = outs[:len(eqn.outputs)]
             else:
-                outs = b.bind(eqn.prim, *ins, **eqn.params)
+                outs = b.bind(eqn.prim, *ins, **_flat_bodies(eqn))
+                b.eqns[-1].derivative_of = eqn.derivative_of
         env.update({v.id: o for v, o in zip(eqn.outputs, outs)})
     return b.build(inputs, [b.read(env, a) for a in graph.outputs], graph.name)
+
+
+def _has_calls(graph: Graph) -> bool:
+    return any((e.prim.family == "call" and e.prim.name != "fused") or
+               (e.prim.family == "control" and any(_has_calls(g) for _, g in e.subgraphs())) for e in graph.eqns)
+
+
+def _flat_bodies(eqn: Eqn) -> dict:
+    """A control-flow equation's params with its bodies' calls inlined; others' as they are."""
+    if eqn.prim.family != "control":
+        return eqn.params
+    return {k: flatten_calls(v) if isinstance(v, Graph) else
+            tuple(map(flatten_calls, v)) if isinstance(v, tuple) and v and isinstance(v[0], Graph) else v
+            for k, v in eqn.params.items()}
 
 
 @dataclass
@@ -133,22 +151,39 @@ def plan_memory(graph: Graph, kernels: list[KernelSignature]) -> Plan:
     return plan
 
 
-def kernel_list(graph: Graph) -> list[tuple[Eqn, Kernel]]:
-    """A Kernel for every equation that computes (constants are buffers, not code)."""
+def _steps(graph: Graph, prefix: str) -> list[Step]:
+    """A Step for every equation that computes (constants are buffers, not code):
+    a Kernel, or a control-flow equation with its bodies prepared as sub-programs."""
     out = []
     for i, eqn in enumerate(graph.eqns):
+        name = f"{prefix}k{i}_{eqn.prim.name}"
         if eqn.prim.name == "constant":
+            continue
+        if eqn.prim.family == "control":
+            bodies = [_prepare(g, f"{name}.{label}.") for label, g in eqn.subgraphs()]
+            code = control.LOWERINGS[eqn.prim.name](name, eqn, bodies)
+            region = Var(ShapedType((code.region.size,), np.bool_))  # the region's bytes
+            signature = KernelSignature(name, _distinct_vars(eqn.inputs), list(eqn.outputs), [region])
+            out.append(Step(eqn, code, signature))
             continue
         if eqn.prim.name == "fused":
             body, kind = eqn.params["body"], eqn.params["kind"]
         else:
-            reads = []
-            for a in eqn.inputs:
-                if isinstance(a, Var) and all(r.id != a.id for r in reads):
-                    reads.append(a)
-            body, kind = Graph(reads, [eqn], list(eqn.outputs), f"{graph.name}_{eqn.prim.name}"), "other"
-        out.append((eqn, Kernel(f"k{i}_{eqn.prim.name}", body, kind)))
+            body, kind = Graph(_distinct_vars(eqn.inputs), [eqn], list(eqn.outputs), f"{graph.name}_{eqn.prim.name}"), \
+                "other"
+        kernel = Kernel(name, body, kind)
+        outer = _outer(eqn, kernel.signature)
+        n = len(kernel.signature.reads)
+        out.append(Step(eqn, kernel, KernelSignature(name, outer[:n], outer[n:], kernel.signature.scratch)))
     return out
+
+
+def _distinct_vars(atoms) -> list[Var]:
+    found: dict[int, Var] = {}
+    for a in atoms:
+        if isinstance(a, Var):
+            found.setdefault(a.id, a)
+    return list(found.values())
 
 
 def _outer(eqn: Eqn, sig: KernelSignature) -> list[Var]:
@@ -162,15 +197,35 @@ def _outer(eqn: Eqn, sig: KernelSignature) -> list[Var]:
 
 
 @dataclass
+class Step:
+    """One equation of a program as code: a kernel, or a control-flow equation (control.py).
+    ``signature`` holds its buffers as the program's Vars (a control-flow equation's
+    scratch is its region), for the memory plan."""
+    eqn: Eqn
+    code: Kernel | control.Control
+    signature: KernelSignature
+
+
+@dataclass
 class Program:
-    """A graph ready to emit: its kernels (scheduled, not yet emitted) and its memory plan."""
+    """A graph ready to emit: its steps (scheduled, not yet emitted) and its memory plan.
+    A control-flow body is a Program too, whose inputs and outputs the enclosing
+    equation binds when it runs, and whose arena is laid out inside that equation's region."""
     graph: Graph                  # calls inlined; a checked build's codes number its equations
-    kernels: list[tuple[Eqn, Kernel]]
-    signatures: list[KernelSignature]  # each kernel's buffers as the program's Vars
+    steps: list[Step]
     plan: Plan
 
+    def kernels(self):
+        """Every Kernel, those of control-flow bodies included."""
+        for step in self.steps:
+            if isinstance(step.code, Kernel):
+                yield step.code
+            else:
+                for body in step.code.bodies:
+                    yield from body.kernels()
+
     def library_routines(self) -> set[str]:
-        return set().union(*(kernel.library_routines() for _, kernel in self.kernels))
+        return set().union(*(kernel.library_routines() for kernel in self.kernels()))
 
     @property
     def unroll(self) -> bool:
@@ -182,19 +237,76 @@ class Program:
         compile time."""
         return any(kernel.rows is not None and
                    max((math.prod(s.shape[len(kernel.rows):]) for s in kernel.row_stages), default=0) >= LONG_ROW
-                   for _, kernel in self.kernels)
+                   for kernel in self.kernels())
+
+    def nested_constants(self):
+        """The constants of control-flow bodies, at any depth: the entry point receives them all."""
+        for step in self.steps:
+            if isinstance(step.code, control.Control):
+                for body in step.code.bodies:
+                    yield from body.plan.constants
+                    yield from body.nested_constants()
+
+
+def _prepare(graph: Graph, prefix: str) -> Program:
+    steps = _steps(graph, prefix)
+    return Program(graph, steps, plan_memory(graph, [step.signature for step in steps]))
 
 
 def prepare(graph: Graph) -> Program:
     """Schedule every kernel and plan the memory; cheap, and all a cached object needs."""
-    graph = flatten_calls(graph)
-    kernels = kernel_list(graph)
-    signatures = []
-    for eqn, kernel in kernels:
-        outer = _outer(eqn, kernel.signature)
-        n = len(kernel.signature.reads)
-        signatures.append(KernelSignature(kernel.name, outer[:n], outer[n:], kernel.signature.scratch))
-    return Program(graph, kernels, signatures, plan_memory(graph, signatures))
+    program = _prepare(flatten_calls(graph), "")
+    known = {v.id for v, _ in program.plan.constants}
+    for v, value in program.nested_constants():
+        if v.id not in known:
+            known.add(v.id)
+            program.plan.constants.append((v, value))
+    return program
+
+
+def equation_numbers(graph: Graph) -> list[Eqn]:
+    """The equations a checked build numbers (from 1), those of control-flow bodies included."""
+    return list(graph.walk_eqns())
+
+
+class Emitter:
+    """Emits programs' steps into the entry point: kernels are called with pointers
+    to their buffers, control-flow equations become branches and loops (control.py)."""
+
+    def __init__(self, module: ir.Module, b: ir.IRBuilder, arena: ir.Value, threads: ir.Value,
+                 constants: dict[int, ir.Value], checked: bool, numbers: dict[int, int]):
+        self.module, self.b, self.arena, self.threads = module, b, arena, threads
+        self.constants = constants  # constant Var id -> its data (i8*), at every depth
+        self.checked, self.numbers = checked, numbers
+        with b.goto_entry_block():
+            self.status = b.alloca(I32, name="status")
+        b.store(ir.Constant(I32, 0), self.status)
+
+    def arena_at(self, offset: int) -> ir.Value:
+        return self.b.gep(self.arena, [int64(offset)])
+
+    def run(self, program: Program, base: int, bound: dict[int, ir.Value]) -> None:
+        """Emit ``program``'s steps; its buffers are at ``bound`` (Var id -> i8*: its inputs
+        and outputs), among the constants, or in the arena at ``base`` plus their offset."""
+        b, plan = self.b, program.plan
+
+        def pointer(v: Var) -> ir.Value:
+            found = bound.get(v.id) or self.constants.get(v.id)
+            return found if found is not None else self.arena_at(base + plan.offsets[v.id])
+
+        def typed(v: Var) -> ir.Value:
+            return b.bitcast(pointer(v), memory_type(v.type.dtype).as_pointer())
+
+        for step in program.steps:
+            sig = step.signature
+            if isinstance(step.code, Kernel):
+                fn = step.code.emit(self.module)
+                b.call(fn, [typed(v) for v in sig.reads + sig.writes + sig.scratch] + [self.status, self.threads])
+            else:
+                step.code.emit(self, pointer, base + plan.offsets[sig.scratch[0].id])
+            if self.checked:
+                floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
+                _check_finite(b, [typed(v) for v in floats], floats, self.numbers[id(step.eqn)])
 
 
 def emit(program: Program, checked: bool = False) -> str:
@@ -206,29 +318,15 @@ def emit(program: Program, checked: bool = False) -> str:
     entry = ir.Function(module, ENTRY_TYPE, name=ENTRY)
     args, arena, threads = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
-    status = b.alloca(I32, name="status")
-    b.store(ir.Constant(I32, 0), status)
-    data: dict[int, ir.Value] = {}
-
-    def pointer(v: Var) -> ir.Value:
-        index = plan.arg_indices.get(v.id)
-        if index is None:
-            raw = b.gep(arena, [int64(plan.offsets[v.id])])
-        elif index in data:
-            raw = data[index]
-        else:
-            holder = b.gep(b.load(b.gep(args, [int64(index)])), [int64(DATA_OFFSET)])
-            raw = data[index] = b.load(b.bitcast(holder, I8.as_pointer().as_pointer()))
-        return b.bitcast(raw, memory_type(v.type.dtype).as_pointer())
-
-    number = {id(eqn): i + 1 for i, eqn in enumerate(program.graph.eqns)}
-    for (eqn, kernel), sig in zip(program.kernels, program.signatures):
-        fn = kernel.emit(module)
-        b.call(fn, [pointer(v) for v in sig.reads + sig.writes + sig.scratch] + [status, threads])
-        if checked:
-            floats = [v for v in sig.writes if v.type.dtype.kind == "f"]
-            _check_finite(b, [pointer(v) for v in floats], floats, number[id(eqn)])
-    b.ret(b.load(status))
+    data = {}
+    for v, index in plan.arg_indices.items():
+        holder = b.gep(b.load(b.gep(args, [int64(index)])), [int64(DATA_OFFSET)])
+        data[v] = b.load(b.bitcast(holder, I8.as_pointer().as_pointer()))
+    constants = {v.id: data.pop(v.id) for v, _ in plan.constants}
+    numbers = {id(eqn): i + 1 for i, eqn in enumerate(equation_numbers(program.graph))}
+    em = Emitter(module, b, arena, threads, constants, checked, numbers)
+    em.run(program, 0, data)
+    b.ret(b.load(em.status))
     _caller(module, entry, len(plan.inputs))
     return str(module)
 

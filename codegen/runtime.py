@@ -318,6 +318,7 @@ def _readable(a: np.ndarray) -> np.ndarray:
 
 
 def nonfinite_equation(executable: Executable, status: int) -> tuple[str, object]:
-    """A checked build's status as ("nan" or "inf", the equation that produced it)."""
-    eqn = executable.program.graph.eqns[status // 2 - 1]
+    """A checked build's status as ("nan" or "inf", the equation that produced it: one of
+    the program's, or one inside a control-flow body)."""
+    eqn = _program.equation_numbers(executable.program.graph)[status // 2 - 1]
     return ("inf" if status % 2 else "nan"), eqn

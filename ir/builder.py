@@ -62,6 +62,14 @@ def graph_key(graph: Graph) -> tuple:
 _graph_keys: "weakref.WeakKeyDictionary[Graph, tuple]" = weakref.WeakKeyDictionary()
 
 
+def renamed(graph: Graph) -> Graph:
+    """The same program with new variables (sub-graphs are shared, not copied)."""
+    b = GraphBuilder(hash_cons=False)
+    inputs = [b.new_input(v.type) for v in graph.inputs]
+    outputs, _ = b.inline(graph, inputs)
+    return b.build(inputs, outputs, graph.name)
+
+
 class Builder:
     """Methods named after primitives (``b.exp(x)``, ``b.and_(x, y)``) bind them;
     the helpers below compose primitives for patterns every rule needs."""

@@ -144,6 +144,16 @@ class Eqn:
         return found
 
 
+def map_graphs(value, fn):
+    """A param value with each graph it holds (a Graph, or a tuple of them, as
+    ``cond``'s branches) replaced by ``fn(graph)``: how a pass recurses into bodies."""
+    if isinstance(value, Graph):
+        return fn(value)
+    if isinstance(value, tuple) and value and all(isinstance(g, Graph) for g in value):
+        return tuple(fn(g) for g in value)
+    return value
+
+
 @dataclass(eq=False)
 class Graph:
     """A closed program: typed inputs, equations in execution order, outputs."""

@@ -14,6 +14,7 @@ import pytest
 import ir
 import tracegrad as tg
 import tracegrad.numpy as tnp
+from tracegrad import lax
 from ir.passes import jvp_graph, vjp_graph
 from tnp_helpers import FLOATS, dt_name, make
 from tracegrad.core import bind1
@@ -250,6 +251,25 @@ CASES = [
          N(2, 3, 2)),
     Case("fused_kernel_primitive", lambda x, y: bind1("fused", x, y, kind="elementwise", body=_kernel_body(x, y)),
          N(2, 3), N(2, 3, seed=1)),
+    # --- structured control flow: each primitive's rules on the bodies' derivatives -------------
+    Case("cond_true_branch", lambda x, y: lax.cond(tnp.sum(x) > 0, lambda a, b: tnp.sin(a) * b, lambda a, b: a - b,
+                                                   x, y), P(3), N(3, seed=1)),
+    Case("cond_false_branch_closing_over_y", lambda x, y: lax.cond(tnp.sum(x) < 0, lambda a: a * y,
+                                                                   lambda a: tnp.exp(a) + y * y, x), P(3), N(3, seed=1)),
+    Case("switch_index_clamped", lambda x: lax.switch(5, [lambda a: a * a, tnp.tanh, lambda a: a ** 3], x), N(3)),
+    Case("scan_tanh_rnn", lambda h, xs, w: lax.scan(lambda c, x: (tnp.tanh(c @ w + x), tnp.sum(c * x)), h, xs),
+         N(2, 3), N(4, 2, 3, seed=1), N(3, 3, seed=2)),
+    Case("scan_reverse_two_carries_and_ys", lambda a, xs: lax.scan(
+        lambda c, x: ((c[0] * tnp.cos(x), c[1] + c[0] * x), (c[1] * x, tnp.sin(c[0]))), (a, a * 2), xs,
+        reverse=True), N(2), N(3, 2, seed=1)),
+    Case("fori_loop_static_bounds", lambda x: lax.fori_loop(0, 3, lambda i, v: tnp.sin(v) * (i + 1), x), N(3)),
+    Case("while_loop_forward_mode", lambda x: lax.while_loop(lambda c: c[0] < 3,
+                                                             lambda c: (c[0] + 1, c[1] * tnp.cos(c[1])), (0, x))[1],
+         N(3), modes=("fwd",)),
+    Case("scan_inside_scan_and_cond_inside_scan", lambda x, w: lax.scan(
+        lambda c, row: (lax.scan(lambda d, e: (d * tnp.tanh(e * w), d), c, row)[0]
+                        + lax.cond(tnp.sum(row) > 0, lambda r: r * c, lambda r: r - c, row), None),
+        x[0], x)[0], N(3, 3), N(3, seed=1)),
     # --- a small model: composite of everything above --------------------------------
     Case("mlp_loss", lambda w, x: tnp.mean((tnp.tanh(x @ w[:3]) @ w[3:].T - 1.0) ** 2), N(5, 2), N(4, 3, seed=1)),
 ]

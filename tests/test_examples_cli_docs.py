@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,40 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+LESSONS = [p for p in EXAMPLES if re.match(r"\d\d_", p.name)]
+
+
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_runs(script):
+    start = time.perf_counter()
     result = run(str(script))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+    assert time.perf_counter() - start < 60, f"{script.name} should take a few seconds"
+    if script in LESSONS:
+        _check_sections(script, result.stdout)
+
+
+def _check_sections(script: Path, stdout: str) -> None:
+    """A lesson prints a "## N. title" header per section: every header the source
+    prints appears once, in order, and each is followed by what the section teaches."""
+    source = script.read_text()
+    expected = re.findall(r'print\(f?"(?:\\n)*(## \d+\.[^"]*)"\)', source)
+    assert expected, f"{script.name} prints no '## N. title' section headers"
+    lines = stdout.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    assert [lines[i] for i in headers] == expected, f"{script.name}: the sections printed differ from its source"
+    for i, end in zip(headers, headers[1:] + [len(lines)]):
+        assert any(line.strip() for line in lines[i + 1:end]), f"{script.name}: section {lines[i]!r} printed nothing"
+
+
+def test_the_lessons_are_numbered_in_order_and_say_how_to_run_them():
+    numbers = [int(p.name[:2]) for p in LESSONS]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 12, [p.name for p in LESSONS]
+    for path in LESSONS:
+        source = path.read_text()
+        doc = source[:source.index('"""', 3)]
+        assert doc.startswith('"""Lesson ') and f"Run: .venv/bin/python examples/{path.name}" in doc, path.name
 
 
 def test_readme_shows_what_its_example_prints():
@@ -81,10 +111,15 @@ def test_cli_ir_names_a_missing_function(model_file):
     assert result.returncode != 0 and "no function 'nope'" in result.stderr
 
 
-def test_demo_runs_and_agrees_with_numpy():
+def test_demo_trains_eager_and_compiled_and_the_runs_agree():
+    start = time.perf_counter()
     result = run("-m", "tracegrad", "demo")
     assert result.returncode == 0, result.stderr
-    assert "AGREE" in result.stdout and "def mlp_loss(" in result.stdout
+    assert time.perf_counter() - start < 60
+    out = result.stdout
+    assert "def value_and_grad_loss(" in out and "fused[kind=" in out and "more lines" in out  # the step's IR
+    assert out.count("   eager epoch") == out.count("   jit   epoch") >= 5 and "steps/s" in out
+    assert "AGREE" in out and "DISAGREE" not in out and "faster compiled" in out
 
 
 def test_cli_ir_grad_prints_the_forward_and_backward_program(model_file):
@@ -139,14 +174,15 @@ def test_bench_threads_sets_every_thread_pool(tmp_path):
     assert f"OpenBLAS {blas} thread" in result.stdout
 
 
-def test_bench_covers_the_native_backends_and_the_eager_modes_workloads():
+def test_bench_covers_the_native_backends_the_eager_modes_and_the_rnns_workloads():
     from tracegrad.bench import FirstCall, select, workloads
 
     names = [w.name for w in workloads(quick=False)]
     assert names == ["elementwise 1e6", "elementwise 1e6 value_and_grad", "elementwise 1e7",
                      "elementwise 1e7 value_and_grad", "mlp loss", "mlp value_and_grad", "mlp step", "softmax xent",
                      "softmax xent value_and_grad", "eager overhead", "eager overhead value_and_grad",
-                     "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)", "compile mlp step (disk cache)"]
+                     "rnn value_and_grad", "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)",
+                     "compile mlp step (disk cache)"]
     assert [w.name for w in workloads(quick=True)][:4] == ["elementwise 1e5", "elementwise 1e5 value_and_grad",
                                                            "elementwise 1e6", "elementwise 1e6 value_and_grad"]
     for w in workloads(quick=True):

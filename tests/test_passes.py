@@ -26,11 +26,13 @@ import pytest
 import ir
 import tracegrad as tg
 import tracegrad.numpy as tnp
+from tracegrad import lax
 from ir import GraphBuilder, Literal, ShapedType
 from ir.builder import graph_key
 from ir.passes import vjp_graph
 from ir.passes.cleanup import INLINE_RULES, cse, dce
 from ir.passes.fusion import fuse
+from ir.passes.loops import hoist_invariants, merge_loops
 from ir.passes.pipeline import FIXPOINT, optimize
 from ir.passes.rewrite import NamedRule, rewrite
 from ir.passes.simplify import ALGEBRA_RULES, FOLD_LIMIT, FOLD_RULES, KEEP_LIMIT
@@ -159,7 +161,7 @@ class RandomProgram:
         x = self._pick()
         shape = self.pool[x].shape
         kind = r.choice(["unary", "unary", "binary", "binary", "literal", "literal", "rule", "rule", "rule",
-                         "where", "reduce", "reduce", "layout", "matmul", "const", "call", "cast"])
+                         "where", "reduce", "reduce", "layout", "matmul", "const", "call", "control", "cast"])
         if kind == "unary":
             name = r.choice(["exp", "tanh", "log_pos", "log_exp", "sqrt_abs", "negative", "square", "abs"])
             fn = {"exp": tnp.exp, "tanh": tnp.tanh, "log_pos": lambda a: tnp.log(tnp.abs(a) + 1.0),
@@ -242,6 +244,13 @@ class RandomProgram:
                   "custom_jvp": softsign,
                   "nested checkpoint": tg.checkpoint(lambda a: tg.checkpoint(tnp.exp)(a) - c)}[name]
             self._add(name, fn, x)
+        elif kind == "control":  # bodies for the passes to see into
+            c = self._literal()
+            name = r.choice(["cond", "scan", "fori_loop"]) if shape else "cond"
+            fn = {"cond": lambda a: lax.cond(tnp.sum(a) > 0.0, lambda u: tnp.tanh(u) * c, lambda u: u - c, a),
+                  "scan": lambda a: _scan_rows(a, c),
+                  "fori_loop": lambda a: lax.fori_loop(0, 2, lambda i, v: v * 0.5 + tnp.exp(v) * c, a)}[name]
+            self._add(name, fn, x)
         else:
             other = F64 if self.dtype == F32 else F32
             dt = self.dtype
@@ -272,6 +281,12 @@ class RandomProgram:
         return out
 
 
+def _scan_rows(a, c):
+    """A scan over a's rows whose carry and ys both feed the result."""
+    carry, ys = lax.scan(lambda k, row: (k + tnp.sin(row) * c, k * row), tnp.zeros(a.shape[1:], a.dtype), a)
+    return ys + carry
+
+
 SEEDS = range(120)
 
 
@@ -300,9 +315,11 @@ def test_random_programs_cover_what_the_passes_rewrite():
             used[e.prim.name] += 1
             literals.update(a.key for a in e.inputs if isinstance(a, Literal))
         rewrite(graph, FOLD_RULES + ALGEBRA_RULES + INLINE_RULES, fired)
+        merge_loops(case(seed, "vjp")[1], fired)
     for name in ("add", "sub", "mul", "div", "max", "min", "exp", "tanh", "log", "sqrt", "neg", "integer_pow",
                  "select", "gt", "reduce_sum", "reduce_max", "reshape", "transpose", "broadcast_in_dim",
-                 "dot_general", "convert_element_type", "checkpoint", "custom_vjp_call", "custom_jvp_call"):
+                 "dot_general", "convert_element_type", "checkpoint", "custom_vjp_call", "custom_jvp_call", "cond",
+                 "scan"):
         assert used[name] > 0, f"no random program uses {name}"
     for value in (-0.0, 0.0, 1.0, -1.0, np.nan, np.inf):
         for dt in FLOATS:
@@ -310,6 +327,7 @@ def test_random_programs_cover_what_the_passes_rewrite():
     for rule in ALGEBRA_RULES + FOLD_RULES + INLINE_RULES:
         if rule.name != "no_op_layout":  # tracegrad.numpy never emits a no-op move: the targeted tests cover it
             assert fired[rule.name] > 0, f"{rule.name} never fires on the random programs"
+    assert fired["merged_loops"] > 0, "the VJP of no random scan merged its forward loop with the scan's"
     shapes = {t.shape for seed in SEEDS for t in case(seed, "plain")[1].in_types}
     assert () in shapes and any(0 in s for s in shapes) and any(1 in s for s in shapes)
 
@@ -321,6 +339,8 @@ PASSES = {
     "cse": cse,
     "dce": dce,
     "inline": lambda g: rewrite(g, INLINE_RULES),
+    "merge": merge_loops,
+    "hoist": hoist_invariants,
     "fusion": fuse,
 }
 

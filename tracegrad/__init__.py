@@ -15,7 +15,8 @@ NumPy-style Python.
 from ir import Graph, ShapedType
 from ir.dtypes import bool_, float32, float64, int32, int64
 
-from . import eager, numpy
+from . import eager, lax, numpy
+from . import nn, optim
 from .checking import check_grads, debug_nans
 from .config import config
 from .core import Tracer
@@ -38,7 +39,7 @@ __all__ = [
     "jit", "make_ir", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "hessian", "stop_gradient",
     "custom_vjp", "custom_jvp", "checkpoint", "check_grads", "debug_nans", "config", "numpy", "Graph", "ShapedType",
     "Tracer", "Tensor", "tensor", "Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-    "detect_anomaly", "eager", "JitFunction", "Lowered", "CacheInfo",
+    "detect_anomaly", "eager", "lax", "nn", "optim", "JitFunction", "Lowered", "CacheInfo",
     "CacheMissWarning", "TracegradError", "ShapeError", "DTypeError", "AxisError", "ConcretizationError",
     "ArgumentError", "EscapedTracerError", "VerificationError", "float32", "float64", "int32", "int64", "bool_",
 ]

@@ -206,6 +206,71 @@ def _xent_inputs() -> list[np.ndarray]:
     return [logits, onehot]
 
 
+RNN = dict(batch=32, hidden=128, inputs=64, steps=50)
+
+
+def _rnn_inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    h, i = RNN["hidden"], RNN["inputs"]
+    return [(rng.standard_normal((h, h)) / np.sqrt(h)).astype(np.float32),
+            (rng.standard_normal((i, h)) / np.sqrt(i)).astype(np.float32),
+            np.zeros(h, np.float32), np.zeros((RNN["batch"], h), np.float32),
+            rng.standard_normal((RNN["steps"], RNN["batch"], i)).astype(np.float32)]
+
+
+def _rnn_scan(xp, scan):
+    """The tanh RNN as traced programs write it: one ``scan`` over the steps;
+    the loss is the mean square of every hidden state."""
+
+    def loss(w, u, b, h0, xs):
+        def step(h, x):
+            h = xp.tanh(h @ w + x @ u + b)
+            return h, h
+
+        _, hs = scan(step, h0, xs)
+        return xp.mean(hs * hs)
+
+    return loss
+
+
+def _rnn_loop(xp):
+    """The same RNN as define-by-run code writes it: a Python loop."""
+
+    def loss(w, u, b, h0, xs):
+        h, total = h0, 0.0
+        for t in range(xs.shape[0]):
+            h = xp.tanh(h @ w + xs[t] @ u + b)
+            total = total + xp.sum(h * h)
+        return total / (xs.shape[0] * h.shape[0] * h.shape[1])
+
+    return loss
+
+
+def _rnn_value_and_grad_numpy(w, u, b, h0, xs):
+    """Backpropagation through time, by hand."""
+    hs, h = [], h0
+    for x in xs:
+        h = np.tanh(h @ w + x @ u + b)
+        hs.append(h)
+    n = len(hs) * h.size
+    gw, gu, gb, gh = np.zeros_like(w), np.zeros_like(u), np.zeros_like(b), np.zeros_like(h0)
+    for t in range(len(hs) - 1, -1, -1):
+        gz = (gh + (2 / n) * hs[t]) * (1 - hs[t] * hs[t])
+        gw += (hs[t - 1] if t else h0).T @ gz
+        gu += xs[t].T @ gz
+        gb += gz.sum(axis=0)
+        gh = gz @ w.T
+    return sum(float(np.sum(h * h)) for h in hs) / n, (gw, gu, gb)
+
+
+def _rnn_impls() -> dict:
+    params = (0, 1, 2)
+    return _impls(lambda: tg.value_and_grad(_rnn_scan(tnp, tg.lax.scan), argnums=params), _rnn_value_and_grad_numpy,
+                  lambda jax, jnp: jax.value_and_grad(_rnn_scan(jnp, jax.lax.scan), argnums=params),
+                  lambda torch: _eager_value_and_grad(_rnn_loop(torch), params, torch.autograd.grad),
+                  lambda: _eager_value_and_grad(_rnn_loop(tnp), params, tg.eager.grad))
+
+
 def _dispatch(xp):
     return lambda x: x * 2.0 + 1.0
 
@@ -366,6 +431,10 @@ def workloads(quick: bool) -> list[Workload | FirstCall]:
         Workload("eager overhead value_and_grad", "the same and its gradient: recording and replaying the tape",
                  lambda: [np.linspace(-1, 1, 8, dtype=np.float32)],
                  _value_and_grad(_tiny_chain, _tiny_chain_value_and_grad_numpy, 0), rtol=1e-3),
+        Workload("rnn value_and_grad", "a tanh RNN (h = tanh(h @ W + x @ U + b); hidden {hidden}, input {inputs}, "
+                 "{steps} steps, batch {batch}, float32) and the gradient of the mean square of its states with "
+                 "respect to W, U, b: lax.scan when traced (jit, interpreter, JAX), a Python loop when run "
+                 "define-by-run (eager, PyTorch)".format(**RNN), _rnn_inputs, _rnn_impls(), rtol=1e-3),
         Workload("dispatch x*2+1", "x*2+1 on 8 float32 values: the cost of one call",
                  lambda: [np.arange(8, dtype=np.float32)], _forward(_dispatch)),
         Workload("dispatch x*y+z", "x*y+z on three arguments of 8 float32 values", _dispatch3_inputs,

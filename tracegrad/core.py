@@ -36,6 +36,7 @@ class Trace:
     it, so Python control flow on values works, as in define-by-run."""
 
     _levels = 0
+    capture_tensors = False
     active: list["Trace"] = []  # the traces whose functions are running, innermost last
 
     def __init__(self, name: str = "f", concrete: bool = False):
@@ -56,21 +57,28 @@ class Trace:
             self.builder.values[var.id] = np.asarray(value, dtype=type.dtype)
         return Tracer(self, var, weak)
 
-    def capture(self, outer: "Tracer") -> "Tracer":
-        """An enclosing trace's value used here: an extra input, mapped back on inlining."""
-        hit = self._capture_of.get(id(outer.atom))
+    def capture(self, outer) -> "Tracer":
+        """An enclosing trace's value (a Tracer, or an eager Tensor that requires
+        grad) used here: an extra input, mapped back on inlining."""
+        key = id(outer.atom) if isinstance(outer, Tracer) else id(outer)
+        hit = self._capture_of.get(key)
         if hit is None:
-            var = self.builder.new_input(outer.type)
+            t, weak = type_and_weak(outer)
+            var = self.builder.new_input(t)
             self.captured.append((outer, var))
             if self.concrete:
-                self.builder.values[var.id] = outer.value
-            hit = self._capture_of[id(outer.atom)] = Tracer(self, var, outer.weak)
+                self.builder.values[var.id] = outer.value if isinstance(outer, Tracer) else outer.data
+            hit = self._capture_of[key] = Tracer(self, var, weak)
         return hit
 
     def atom(self, x):
-        """The IR atom for an operand: a Tracer's var, or a constant."""
+        """The IR atom for an operand: a Tracer's var, or a constant. A body traced
+        for a control-flow primitive captures the eager Tensors it closes over that
+        require grad, so the tape sees them as operands and their gradients flow."""
         if isinstance(x, Tracer):
             return x.atom if x.trace is self else self.capture(x).atom
+        if self.capture_tensors and type(x) is Tensor and x.requires_grad:
+            return self.capture(x).atom
         return self.builder.constant(x)
 
     def bind(self, prim, args, params) -> list:

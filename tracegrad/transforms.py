@@ -23,7 +23,7 @@ from ir import NumpyBuilder, ShapedType, dtypes
 from ir.passes.autodiff import active_vars, backward, jvp_inline, seed_cotangents
 
 from . import tree
-from .core import Trace, Tracer, as_operand, bind1, current_trace, type_and_weak
+from .core import Tensor, Trace, Tracer, as_operand, bind1, current_trace, type_and_weak
 from .errors import ArgumentError, DTypeError, ShapeError
 from .jit import _result
 
@@ -295,6 +295,6 @@ def stop_gradient(x: Any) -> Any:
     """x unchanged, with a zero derivative (on every float leaf of a pytree)."""
     def stop(leaf):
         leaf = as_operand(leaf)
-        return bind1("stop_gradient", leaf) if isinstance(leaf, Tracer) else leaf
+        return bind1("stop_gradient", leaf) if isinstance(leaf, (Tracer, Tensor)) else leaf
 
     return tree.tree_map(stop, x)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..graph import Eqn, Graph, Var
+from ..builder import renamed
+from ..graph import Eqn, Graph, Var, map_graphs
+from .loops import CONTROL, prune
 from .rewrite import NamedRule, rewrite
 
 
@@ -18,7 +20,8 @@ def cse(graph: Graph, fired: Counter | None = None) -> Graph:
 
 def dce(graph: Graph, fired: Counter | None = None) -> Graph:
     """Drop equations none of whose outputs is used (autodiff residuals nobody
-    reads, recomputations a simplification made unnecessary), in sub-graphs too."""
+    reads, recomputations a simplification made unnecessary), in sub-graphs too;
+    a control-flow equation drops the outputs, carries and operands no one needs."""
     live = {a.id for a in graph.outputs if isinstance(a, Var)}
     kept: list[Eqn] = []
     for eqn in reversed(graph.eqns):
@@ -26,19 +29,28 @@ def dce(graph: Graph, fired: Counter | None = None) -> Graph:
             if fired is not None:
                 fired["dead_equations"] += 1
             continue
-        params = {k: _dce_param(v, fired) for k, v in eqn.params.items()}
+        if eqn.prim.name in CONTROL:
+            pruned = prune(eqn, live)
+            if pruned is not eqn and fired is not None:
+                fired["pruned_loop_values"] += len(eqn.outputs) - len(pruned.outputs) + len(eqn.inputs) - len(
+                    pruned.inputs)
+            eqn = pruned
+        params = {k: map_graphs(v, lambda g: _dce_body(g, fired)) for k, v in eqn.params.items()}
         kept.append(eqn if params == eqn.params else
                     Eqn(eqn.prim, eqn.inputs, params, eqn.outputs, eqn.source, eqn.derivative_of))
         live.update(a.id for a in eqn.inputs if isinstance(a, Var))
+    if len(kept) == len(graph.eqns) and all(a is b for a, b in zip(reversed(kept), graph.eqns)):
+        return graph
     return Graph(list(graph.inputs), kept[::-1], list(graph.outputs), graph.name)
 
 
-def _dce_param(value, fired):
-    if isinstance(value, Graph):
-        return dce(value, fired)
-    if isinstance(value, tuple) and value and all(isinstance(g, Graph) for g in value):
-        return tuple(dce(g, fired) for g in value)
-    return value
+def _dce_body(graph: Graph, fired: Counter | None) -> Graph:
+    """A body after DCE: itself if nothing changed, else a copy with new variables.
+    A body may be shared by equations that derivative rules copied (the body of a
+    loop's derivative holds the branches of the loop's cond): two pruned versions
+    of one body must not share a variable, as the verifier and codegen require."""
+    out = dce(graph, fired)
+    return graph if out is graph else renamed(out)
 
 
 def _inline_call(b, eqn, ins):

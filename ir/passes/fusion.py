@@ -32,7 +32,7 @@ from collections import Counter
 import networkx as nx
 
 from ..builder import GraphBuilder
-from ..graph import Eqn, Graph, Literal, Var
+from ..graph import Eqn, Graph, Literal, Var, map_graphs
 from ..primitives import REGISTRY
 from .cleanup import dce
 
@@ -191,6 +191,7 @@ def _acyclic_after(groups: _Groups, p: int, c: int, consumers: dict[int, list[in
 
 def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
     fired = Counter() if fired is None else fired
+    graph = _fuse_bodies(graph, fired)
     eqns = graph.eqns
     groups = _Groups(eqns)
     producer = {v.id: i for i, e in enumerate(eqns) for v in e.outputs}
@@ -234,6 +235,19 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
     out = dce(out)
     out.meta["boundaries"] = boundaries
     return out
+
+
+def _fuse_bodies(graph: Graph, fired: Counter) -> Graph:
+    """The graph with the bodies of its branches and loops fused: each runs as kernels too."""
+    if not any(e.prim.family == "control" for e in graph.eqns):
+        return graph
+    eqns = []
+    for e in graph.eqns:
+        if e.prim.family == "control":
+            params = {k: map_graphs(v, lambda g: fuse(g, fired)) for k, v in e.params.items()}
+            e = Eqn(e.prim, e.inputs, params, e.outputs, e.source, e.derivative_of)
+        eqns.append(e)
+    return Graph(list(graph.inputs), eqns, list(graph.outputs), graph.name, dict(graph.meta))
 
 
 def _merge_sibling_reductions(groups: _Groups, eqns, consumers, fired) -> None:

@@ -1,7 +1,8 @@
 """The pass manager: an ordered pipeline of named graph -> graph passes.
 
-``optimize(graph)`` runs inlining, then constant folding, algebraic
-simplification, CSE and DCE to a fixpoint, then fusion, and returns the
+``optimize(graph)`` runs inlining and loop merging, then constant folding,
+algebraic simplification, CSE, DCE and loop-invariant hoisting to a
+fixpoint, then fusion (inside loop and branch bodies too), and returns the
 graph after each stage with statistics per pass: equations, kernels, bytes
 of intermediates that reach memory, rules fired, time. With ``verify=True``
 (tests, and TRACEGRAD_VERIFY=1) the verifier runs after every pass; with
@@ -22,7 +23,8 @@ from ..graph import Graph, Var
 from ..verifier import verify as verify_graph
 from .cleanup import INLINE_RULES, cse, dce
 from .fusion import fuse
-from .rewrite import rewrite
+from .loops import dedupe_scan_outputs, hoist_invariants, inline_known_branch, merge_loops
+from .rewrite import NamedRule, rewrite
 from .simplify import ALGEBRA_RULES, FOLD_RULES
 
 # Equations that only relabel memory: no kernel runs for them.
@@ -83,16 +85,19 @@ def bytes_to_memory(graph: Graph) -> int:
                if v.id in read and v.id not in outputs)
 
 
+LOOP_RULES = [NamedRule(f.__name__, f, f.__doc__) for f in (inline_known_branch, dedupe_scan_outputs)]
 PASSES: dict[str, Callable[[Graph, Counter], Graph]] = {
     "inline": lambda g, c: rewrite(g, INLINE_RULES, c),
-    "fold": lambda g, c: rewrite(g, FOLD_RULES, c),
+    "merge": merge_loops,
+    "fold": lambda g, c: rewrite(g, FOLD_RULES + LOOP_RULES, c),
     "simplify": lambda g, c: rewrite(g, ALGEBRA_RULES, c),
     "cse": cse,
     "dce": dce,
+    "hoist": hoist_invariants,
     "fusion": fuse,
 }
 PASS_NAMES = tuple(PASSES)
-FIXPOINT = ("fold", "simplify", "cse", "dce")
+FIXPOINT = ("fold", "simplify", "cse", "dce", "hoist")
 
 
 def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None = None, max_rounds: int = 6
@@ -119,7 +124,7 @@ def optimize(graph: Graph, *, verify: bool | None = None, dump_dir: str | None =
                 f.write(out.format(source=True) + "\n")
         return out
 
-    g = run("inline", graph)
+    g = run("merge", run("inline", graph))
     key = graph_key(g)
     for _ in range(max_rounds):
         for name in FIXPOINT:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..builder import GraphBuilder
 from ..errors import VerificationError
-from ..graph import Eqn, Graph, Literal
+from ..graph import Eqn, Graph, Literal, map_graphs
 
 # rule(b, eqn, inputs) -> replacement outputs (atoms of b), or None to leave the equation alone
 Rule = Callable[[GraphBuilder, Eqn, list], "list | None"]
@@ -39,7 +39,7 @@ def rewrite(graph: Graph, rules: list[NamedRule], fired: Counter | None = None, 
     env = {v.id: x for v, x in zip(graph.inputs, inputs)}
     read = lambda a: a if isinstance(a, Literal) else env[a.id]
     for eqn in graph.eqns:
-        params = {k: _rewrite_param(v, rules, fired, hash_cons) for k, v in eqn.params.items()}
+        params = {k: map_graphs(v, lambda g: rewrite(g, rules, fired, hash_cons)) for k, v in eqn.params.items()}
         offered = eqn if params == eqn.params else _with_params(eqn, params)
         ins = [read(a) for a in eqn.inputs]
         start = len(b.eqns)
@@ -74,14 +74,6 @@ def _check_replacement(rule: NamedRule, eqn: Eqn, outs) -> None:
 
 def _with_params(eqn: Eqn, params: dict) -> Eqn:
     return Eqn(eqn.prim, eqn.inputs, params, eqn.outputs, eqn.source, eqn.derivative_of)
-
-
-def _rewrite_param(value, rules, fired, hash_cons):
-    if isinstance(value, Graph):
-        return rewrite(value, rules, fired, hash_cons)
-    if isinstance(value, tuple) and value and all(isinstance(g, Graph) for g in value):
-        return tuple(rewrite(g, rules, fired, hash_cons) for g in value)
-    return value
 
 
 def rebind(b: GraphBuilder, eqn: Eqn, ins: list, **params) -> list:

@@ -100,7 +100,7 @@ def _is(b, a, value: float, sign_bit: bool | None = None) -> bool:
 
 
 def _same_type(a, eqn: Eqn) -> bool:
-    return a.type == eqn.outputs[0].type
+    return len(eqn.outputs) == 1 and a.type == eqn.outputs[0].type
 
 
 def mul_by_one(b, eqn, ins):
