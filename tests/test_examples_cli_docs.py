@@ -166,6 +166,17 @@ def test_bench_quick_checks_agreement_and_times_the_selected_workloads(tmp_path)
     assert "OpenBLAS 1 thread" in result.stdout  # set before NumPy was imported, though the package imports it
 
 
+def test_bench_plot_draws_a_chart_or_says_matplotlib_is_missing(tmp_path):
+    chart = tmp_path / "bench.png"
+    result, _ = _bench(tmp_path, "--only", "dispatch x*2", "--plot", str(chart))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in result.stderr and not chart.exists()
+    else:
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote the chart to {chart}" in result.stdout
+
+
 def test_bench_threads_sets_every_thread_pool(tmp_path):
     result, report = _bench(tmp_path, "--only", "dispatch x*2", "--threads", "2", "--no-pin")
     assert {r["workload"] for r in report["rows"]} == {"dispatch x*2+1"}

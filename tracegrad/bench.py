@@ -654,6 +654,38 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], path: str) -> bool:
+    """A bar chart of each workload's times relative to NumPy's (first calls, which have no
+    NumPy row, are left out); False, with a note, when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot: matplotlib is not installed (pip install -e '.[bench]'); {path} not written", file=sys.stderr)
+        return False
+    numpy_time = {r["workload"]: r["median"] for r in rows if r["impl"] == "numpy"}
+    median = {(r["workload"], r["impl"]): r["median"] for r in rows}
+    names = [w for w in dict.fromkeys(r["workload"] for r in rows) if w in numpy_time]
+    impls = list(dict.fromkeys(r["impl"] for r in rows if r["workload"] in numpy_time))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(names)), 5.5))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        found = [(i, median[w, impl] / numpy_time[w]) for i, w in enumerate(names) if (w, impl) in median]
+        ax.bar([i + (k - (len(impls) - 1) / 2) * width for i, _ in found], [r for _, r in found], width, label=impl)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("time / NumPy's time (log scale: lower is faster)")
+    ax.set_title("tracegrad bench: median time per call, relative to NumPy")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -709,7 +741,8 @@ def machine_line(m: dict) -> str:
             f"{'s' if m['threads'] != 1 else ''} per library; {versions}; {m['date']}")
 
 
-def main(quick: bool = False, json_out: str | None = None, threads: int = 1, only: list[str] | None = None) -> int:
+def main(quick: bool = False, json_out: str | None = None, threads: int = 1, only: list[str] | None = None,
+         plot_out: str | None = None) -> int:
     if threads < 1:
         raise SystemExit("error: --threads must be at least 1")
     started = time.perf_counter()
@@ -734,4 +767,6 @@ def main(quick: bool = False, json_out: str | None = None, threads: int = 1, onl
     if json_out:
         with open(json_out, "w") as f:
             json.dump(dict(machine=info, command=command, quick=quick, seconds=seconds, rows=rows), f, indent=2)
+    if plot_out and plot(rows, plot_out):
+        print(f"wrote the chart to {plot_out}")
     return 0

@@ -71,7 +71,7 @@ def cmd_demo(ns) -> int:
 def cmd_bench(ns) -> int:
     from .bench import main
 
-    return main(quick=ns.quick, json_out=ns.json, threads=ns.threads, only=ns.only)
+    return main(quick=ns.quick, json_out=ns.json, threads=ns.threads, only=ns.only, plot_out=ns.plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "installed)")
     p.add_argument("--quick", action="store_true", help="smaller elementwise sizes, fewer repetitions")
     p.add_argument("--json", metavar="OUT", help="also write the results (and the machine) as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="also draw a bar chart of the times relative to NumPy's "
+                                                     "(needs matplotlib: pip install -e '.[bench]')")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for every library's thread pool (default 1); the process is pinned to that "
                         "many CPUs")
