@@ -481,6 +481,33 @@ def test_a_checkpointed_scan_body_gives_the_same_gradients():
     assert_same(interpret(tg.grad(loss(tg.checkpoint(body)), argnums=(0, 1)))(x, xs), expected)
 
 
+def test_reverse_mode_stacks_a_scans_residuals_per_step_and_checkpoint_stacks_only_the_carry():
+    """By default the forward loop stores, per step, the body values the backward
+    loop reads (here the carry entering the step and both tanh outputs); with
+    tg.checkpoint around the body it stores only the carry and the backward loop
+    recomputes the rest."""
+    def loss(checkpointed: bool):
+        def f(w, h, xs):
+            def step(h, x):
+                return tnp.tanh(tnp.tanh(h @ w + x) * 2.0), None
+
+            return tnp.sum(lax.scan(tg.checkpoint(step) if checkpointed else step, h, xs)[0])
+
+        return f
+
+    w, h, xs = N(4, 4), N(3, 4, seed=1), N(6, 3, 4, seed=2)
+
+    def stacked(f):
+        graph = optimize(tg.make_ir(tg.grad(f))(w, h, xs)).optimized
+        forward = [e for e in graph.eqns if e.prim.name == "scan" and not e.params["reverse"]]
+        assert len(forward) == 1  # the original scan and the VJP's forward scan merged
+        return [v.type for v in forward[0].outputs[forward[0].params["num_carry"]:]]
+
+    assert len(stacked(loss(False))) == 3
+    assert stacked(loss(True)) == [ShapedType((6, 3, 4), np.float64)]
+    np.testing.assert_allclose(tg.jit(tg.grad(loss(True)))(w, h, xs), tg.grad(loss(False))(w, h, xs), rtol=1e-12)
+
+
 # nested control flow, each with its Python-unrolled twin
 def cond_in_scan(x, w, xs):
     def body(c, xi):
