@@ -75,6 +75,12 @@ outside C is touched. A one-vector tile
 (6 accumulators, fewer than the FMA latency hides) alternates k steps between two
 accumulator sets. ``k == 0`` zeroes C, or leaves it when accumulating.
 
+The driver calls the micro-kernel for each tile through a table of function pointers
+(``tg_gemm_<dtype>.kernels``, entry ``kernel_slot``), so that the library (library.py) can
+compile the driver and each micro-kernel apart and load only those a program runs
+(``micro_kernels``: they depend on ``n`` and A's layout only). ``define_gemm`` with
+``with_kernels`` (the default) makes the whole GEMM in one module, table included.
+
 Floating point: explicit ``llvm.fma`` in k order within a k block (two interleaved
 partial sums for one-vector tiles), the block's sum then added to C; no fast-math flags.
 """
@@ -147,15 +153,65 @@ def function_type(dtype: str) -> ir.FunctionType:
     return ir.FunctionType(VOID, [I64, I64, I64, ptr, I64, I64, ptr, I64, I64, ptr, I64, I32, I8.as_pointer()])
 
 
-def define_gemm(module: ir.Module, dtype: str) -> ir.Function:
+def define_gemm(module: ir.Module, dtype: str, with_kernels: bool = True) -> ir.Function:
     """Define ``void @tg_gemm_<dtype>(i64 m, i64 n, i64 k, T* a, i64 a_rs, i64 a_cs,
     T* b, i64 b_rs, i64 b_cs, T* c, i64 c_rs, i32 accumulate, i8* workspace)`` in
-    ``module`` (or return it if it is already there)."""
+    ``module`` (or return it if it is already there).
+
+    The driver calls its micro-kernels through a table, ``@tg_gemm_<dtype>.kernels``
+    (``kernel_slot`` says which entry is which). With ``with_kernels`` every micro-kernel is
+    defined in ``module`` too and the table is a constant holding them: a self-contained
+    GEMM. Without, the table starts empty (null) and the micro-kernels are pieces compiled
+    apart (``define_microkernel``), whose addresses the library writes into it when it
+    loads them, on demand: a program needs only those ``micro_kernels`` names."""
     name = function_name(dtype)
     existing = module.globals.get(name)
     if existing is not None:
         return existing
-    return _GemmGenerator(module, BLOCKINGS[dtype]).define(name)
+    return _GemmGenerator(module, BLOCKINGS[dtype]).define(name, with_kernels)
+
+
+def define_microkernel(module: ir.Module, dtype: str, layout: str, nv: int) -> ir.Function:
+    """Define the micro-kernel ``tg_gemm_<dtype>.ukr.<layout>.<nv>`` alone in ``module``, with
+    external linkage: a piece of the library that the driver's table points to."""
+    fn = _GemmGenerator(module, BLOCKINGS[dtype]).define_microkernel(nv, kmajor=layout == "kmajor")
+    fn.linkage = ""
+    return fn
+
+
+LAYOUTS = ("rows", "kmajor")  # how a micro-kernel reads A: the table's first NV entries, then the next NV
+
+
+def microkernel_name(dtype: str, layout: str, nv: int) -> str:
+    return f"{function_name(dtype)}.ukr.{layout}.{nv}"
+
+
+def table_name(dtype: str) -> str:
+    return f"{function_name(dtype)}.kernels"
+
+
+def kernel_slot(layout: str, nv: int, blocking: Blocking) -> int:
+    """The entry of the driver's table for the micro-kernel of ``nv`` vectors reading A by ``layout``."""
+    return LAYOUTS.index(layout) * blocking.nv + nv - 1
+
+
+def micro_kernels(dtype: str, n: int, a_cs: int) -> set[str]:
+    """The micro-kernels a call with ``n`` columns of C and A's column stride ``a_cs`` runs: what
+    the driver's loop nest picks for each NR-wide panel of each NC-wide block (a call with
+    ``n <= 0`` runs none). Which kernels run depends on nothing else, so a program whose
+    matmul shapes are known when it is compiled names the pieces it needs."""
+    bl = BLOCKINGS[dtype]
+    layout = "rows" if a_cs == 1 else "kmajor"
+    found = set()
+    for jc in range(0, max(n, 0), bl.nc):
+        nc = min(bl.nc, n - jc)
+        for jr in range(0, nc, bl.nr):
+            found.add(microkernel_name(dtype, layout, -(-min(bl.nr, nc - jr) // bl.lanes)))
+    return found
+
+
+def every_microkernel(dtype: str) -> list[str]:
+    return [microkernel_name(dtype, layout, nv) for layout in LAYOUTS for nv in range(1, BLOCKINGS[dtype].nv + 1)]
 
 
 # --------------------------------------------------------------------------- IR helpers
@@ -600,12 +656,22 @@ class _GemmGenerator:
 
     # ---- the driver
 
-    def define(self, name: str) -> ir.Function:
-        """The exported driver: the loop nest of the module docstring around the packers and
-        the micro-kernels it defines first."""
+    def define(self, name: str, with_kernels: bool) -> ir.Function:
+        """The exported driver: the loop nest of the module docstring around the packers it
+        defines first, calling the micro-kernels through its table (see ``define_gemm``)."""
         bl = self.bl
-        kmajor = [self.define_microkernel(nv, kmajor=True) for nv in range(1, bl.nv + 1)]
-        by_rows = [self.define_microkernel(nv, kmajor=False) for nv in range(1, bl.nv + 1)]
+        table_type = ir.ArrayType(I8.as_pointer(), len(LAYOUTS) * bl.nv)
+        table = ir.GlobalVariable(self.module, table_type, table_name(bl.dtype))
+        table.align = 8
+        if with_kernels:
+            kernels = [self.define_microkernel(nv, kmajor=layout == "kmajor")
+                       for layout in LAYOUTS for nv in range(1, bl.nv + 1)]
+            table.initializer = ir.Constant(table_type, [k.bitcast(I8.as_pointer()) for k in kernels])
+            table.global_constant = True
+            table.linkage = "internal"
+        else:  # filled by the library as it loads the pieces (a slot no program needs stays null)
+            table.initializer = ir.Constant(table_type, None)
+        self.table = table
         pack_a_rows = self.define_row_packer("pack_a_rows")
         pack_a_kmajor = self.define_packer(bl.mr, "pack_a_kmajor", transpose=False)
         pack_b = self.define_packer(bl.nr, "pack_b")
@@ -689,7 +755,7 @@ class _GemmGenerator:
                             args = [kc, tile_a, b.select(direct_a, a_rs, kc), bpanel,
                                     b.gep(c_col, [b.mul(b.add(ic, ir_), c_rs)]), c_rs, mr, beta, last_mask,
                                     pf, pf_step]
-                            self.dispatch(b, kmajor, by_rows, a_rows, nvec, args)
+                            self.dispatch(b, a_rows, nvec, args)
         b.ret_void()
         return fn
 
@@ -736,24 +802,11 @@ class _GemmGenerator:
 
         return plan
 
-    def dispatch(self, b: ir.IRBuilder, kmajor: list[ir.Function], by_rows: list[ir.Function],
-                 a_rows: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
-        """Call the kernel for ``nvec`` vectors per row that reads A by rows or k-major: a
-        switch on ``nvec`` (by rows) or ``NV + nvec`` (k-major), the full by-rows kernel the
-        default."""
-        nv = self.bl.nv
-        after = b.append_basic_block("ukr.after")
-        full = b.append_basic_block("ukr.full")
-        switch = b.switch(b.add(nvec, b.select(a_rows, _const(0), _const(nv))), full)
-        cases = [(vectors, kernel) for vectors, kernel in enumerate(by_rows, start=1) if vectors < nv]
-        cases += [(nv + vectors, kernel) for vectors, kernel in enumerate(kmajor, start=1)]
-        for key, kernel in cases:
-            case = b.append_basic_block(f"ukr.{key}")
-            switch.add_case(_const(key), case)
-            b.position_at_end(case)
-            b.call(kernel, args)
-            b.branch(after)
-        b.position_at_end(full)
-        b.call(by_rows[-1], args)
-        b.branch(after)
-        b.position_at_end(after)
+    def dispatch(self, b: ir.IRBuilder, a_rows: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
+        """Call the kernel for ``nvec`` vectors per row that reads A by rows or k-major: entry
+        ``nvec - 1`` (by rows) or ``NV + nvec - 1`` (k-major) of the table, an indirect call
+        (once per tile of at least kc x MR x NR multiply-adds, so its cost does not show)."""
+        slot = b.add(b.sub(nvec, _const(1)), b.select(a_rows, _const(0), _const(self.bl.nv)))
+        kernel = b.load(b.gep(self.table, [_const(0), slot]), align=8)
+        kernel_type = ir.FunctionType(VOID, [a.type for a in args])
+        b.call(b.bitcast(kernel, kernel_type.as_pointer()), args)

@@ -35,7 +35,7 @@ from ir.passes.fusion import REDUCTIONS, role, row_kernel
 
 from .elementwise import RULES, combine, convert, identity_of
 from . import library
-from .gemm import function_name, workspace_bytes
+from .gemm import function_name, micro_kernels, workspace_bytes
 from .llvmtypes import I1, I8, I32, I64, VOID, constant, counted_loop, int64, memory_type
 from .parallel import MAX_THREADS, WORKER, parallel_for
 
@@ -180,8 +180,13 @@ class Kernel:
 
     def library_routines(self) -> set[str]:
         """The shared routines (library.py) this kernel calls."""
-        return {function_name(e.outputs[0].type.dtype.name) for e in self.body.eqns
-                if e.prim.name == "dot_general" and gemm_layout(e) is not None}
+        found = set()
+        for e in self.body.eqns:
+            layout = gemm_layout(e) if e.prim.name == "dot_general" else None
+            if layout is not None:
+                dtype = e.outputs[0].type.dtype.name
+                found |= {function_name(dtype)} | micro_kernels(dtype, layout.n, layout.a_cs)
+        return found
 
     def _plan_stages(self) -> None:
         if self.rows is None:

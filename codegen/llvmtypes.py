@@ -18,8 +18,12 @@ _MEMORY = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I
 _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", I8: "i8", I1: "i1"}
 
 
+_MEMORY_OF = {np.dtype(name): t for name, t in _MEMORY.items()}  # by dtype object: no name lookup per call
+
+
 def memory_type(dtype: np.dtype) -> ir.Type:
-    return _MEMORY[np.dtype(dtype).name]
+    found = _MEMORY_OF.get(dtype) if isinstance(dtype, np.dtype) else None
+    return found if found is not None else _MEMORY[np.dtype(dtype).name]
 
 
 def register_type(dtype: np.dtype) -> ir.Type:

@@ -203,8 +203,14 @@ class Executable:
 
     def _compile(self, store: bool) -> tuple[target.Engine, Interface]:
         interface = Interface.of(self.program)
-        library.load(interface.routines)
-        engine, _ = target.compile_module(emit(self.program, self.checked), self.program.unroll)
+        # The library routines this program calls are built on a thread meanwhile (library.py);
+        # its machine code is linked against them, so they must be there before the Engine.
+        pending = library.start(interface.routines)
+        try:
+            module = target.optimized(emit(self.program, self.checked), self.program.unroll)
+        finally:
+            pending.wait()
+        engine = target.Engine(module=module)
         if store and engine.object_code is not None:
             store_cached(self.key, interface.pack(engine.object_code))
         return engine, interface
