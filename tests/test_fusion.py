@@ -6,6 +6,7 @@ after every pass, the statistics, the verifier, and ``lower(...).as_text``."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
 import networkx as nx
@@ -226,6 +227,24 @@ def test_every_kernel_of_a_random_program_is_what_its_kind_says_and_no_work_is_d
             else:
                 assert kind == "row" and row_kernel(body) is not None, program
     assert set(seen) == KINDS  # the random programs make every kind of kernel
+
+
+def rosenbrock(x):
+    return tnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_fusing_a_hessian_of_3000_equations_takes_well_under_a_second():
+    """jacfwd unrolls one JVP per input, so a Hessian is a long program whose
+    kernels all read a few shared values: the cycle check before each merge
+    must not walk everything downstream of them (it took seconds, growing
+    with the square of the size)."""
+    graph = optimize(tg.make_ir(tg.hessian(rosenbrock))(np.linspace(-1.0, 1.0, 190))).optimized
+    assert len(graph.eqns) > 3000
+    start = time.process_time()
+    fused = fuse(graph)
+    seconds = time.process_time() - start
+    assert seconds < 0.5, f"fusing {len(graph.eqns)} equations took {seconds:.2f} s"
+    assert nx.is_directed_acyclic_graph(kernel_graph(fused))
 
 
 # ------------------------------------------------------------- explanations

@@ -15,8 +15,10 @@ Groups grow from producers into consumers, in program order:
   an elementwise prologue used only by the matmul does too;
 * sibling reductions over one input share a kernel (one read of the input).
 
-A merge that would create a cycle between kernels is refused (checked with
-networkx on the kernel graph). Cost model for duplicated work: a broadcast
+A merge that would create a cycle between kernels is refused: the kernels are
+kept in a topological order, updated at each merge, so the search for a path
+between the two visits only the kernels placed between them (networkx checks
+the final kernel graph). Cost model for duplicated work: a broadcast
 of a literal, or an ``iota``, costs nothing to recompute, so it is copied into
 every kernel that reads it instead of being written to memory; any other
 value that several kernels read is computed once and written, because
@@ -55,21 +57,101 @@ def _free_to_recompute(eqn: Eqn) -> bool:
     return eqn.prim.name == "iota" or (eqn.prim.name == "broadcast_in_dim" and isinstance(eqn.inputs[0], Literal))
 
 
-class _Groups:
-    """Union-find over equation indices, with each group's kind and size."""
+class _KernelGraph:
+    """The graph between kernels, kept up to date as groups merge: each kernel's
+    successors and predecessors, and a position per kernel that every edge
+    increases (a topological order, as numbers that leave room in between).
 
-    def __init__(self, eqns: list[Eqn]):
+    Its nodes are numbers of their own, not union-find roots: a merge keeps the
+    node with more neighbours and renames the other in its neighbours' sets, so
+    a kernel that grows along a long chain is not copied at every step."""
+
+    def __init__(self, n: int, consumers: dict[int, list[int]]):
+        self.succ = [set(consumers.get(i, ())) - {i} for i in range(n)]
+        self.pred: list[set[int]] = [set() for _ in range(n)]
+        for i, js in enumerate(self.succ):
+            for j in js:
+                self.pred[j].add(i)
+        self.pos = [float(i) for i in range(n)]  # program order to begin with
+        self.alive = set(range(n))
+
+    def ends(self, a: int, b: int) -> tuple[int, int]:
+        """(earlier, later) of two nodes: only the earlier can reach the later."""
+        return (a, b) if self.pos[a] < self.pos[b] else (b, a)
+
+    def merge(self, a: int, b: int, reach: tuple[str, set[int]]) -> int:
+        """Contract nodes a and b; returns the node that stands for both. ``reach``
+        is what ``_acyclic_after`` found: ("after", the nodes the earlier one
+        reaches up to the later one's position) or ("before", the nodes that reach
+        the later one from the earlier one's position on). The merged node takes
+        the later (or the earlier) one's position, and the found nodes move just
+        behind (or ahead of) it, so every edge still increases the position."""
+        succ, pred, pos = self.succ, self.pred, self.pos
+        start, goal = self.ends(a, b)
+        side, found = reach
+        keep, gone = (a, b) if len(succ[a]) + len(pred[a]) >= len(succ[b]) + len(pred[b]) else (b, a)
+        for s in succ[gone]:  # gone's neighbours now neighbour keep
+            pred[s].discard(gone)
+            pred[s].add(keep)
+        for s in pred[gone]:
+            succ[s].discard(gone)
+            succ[s].add(keep)
+        succ[keep] |= succ[gone]
+        pred[keep] |= pred[gone]
+        succ[keep].discard(keep)
+        pred[keep].discard(keep)
+        succ[gone], pred[gone] = set(), set()
+        self.alive.discard(gone)
+        pos[keep] = pos[goal] if side == "after" else pos[start]
+        if found and not self._spread(keep, found, side):
+            self._renumber()
+            self._spread(keep, found, side)
+        return keep
+
+    def _spread(self, keep: int, found: set[int], side: str) -> bool:
+        """Place ``found`` (in its order) evenly between the merged node and the
+        nearest neighbour outside it; False when floats cannot tell the places apart."""
+        pos = self.pos
+        moved = sorted(found, key=pos.__getitem__)
+        if side == "after":
+            lo = pos[keep]
+            hi = min((pos[s] for f in found for s in self.succ[f] if s not in found), default=lo + 1.0)
+        else:
+            hi = pos[keep]
+            lo = max((pos[s] for f in found for s in self.pred[f] if s not in found), default=hi - 1.0)
+        step = (hi - lo) / (len(moved) + 1)
+        places = [lo + step * (k + 1) for k in range(len(moved))]
+        if not (lo < places[0] and all(x < y for x, y in zip(places, places[1:])) and places[-1] < hi):
+            return False
+        for g, x in zip(moved, places):
+            pos[g] = x
+        return True
+
+    def _renumber(self) -> None:
+        """Whole numbers again, in the same order (rarely: when repeated spreading used up a gap)."""
+        for k, g in enumerate(sorted(self.alive, key=self.pos.__getitem__)):
+            self.pos[g] = float(k)
+
+
+class _Groups:
+    """Union-find over equation indices, with each group's kind and size, and the
+    kernel graph between the groups (``node`` maps a group's root to its node)."""
+
+    def __init__(self, eqns: list[Eqn], consumers: dict[int, list[int]]):
         self.eqns = eqns
         self.parent = list(range(len(eqns)))
         self.kind = {i: kind_of(e) for i, e in enumerate(eqns)}
         self.size = {i: _space(e) for i, e in enumerate(eqns)}  # elements the group's loop iterates over
         self.out_size = {i: e.outputs[0].type.size if e.outputs else 0 for i, e in enumerate(eqns)}
         self.members_of = {i: [i] for i in range(len(eqns))}
+        self.kernels = _KernelGraph(len(eqns), consumers)
+        self.node = {i: i for i in range(len(eqns))}
 
-    def union(self, p: int, c: int) -> None:
-        """Put group p into group c."""
+    def union(self, p: int, c: int, reach: tuple[str, set[int]]) -> None:
+        """Put group p into group c; ``reach`` as ``_KernelGraph.merge`` takes it."""
         self.parent[p] = c
         self.members_of[c] += self.members_of.pop(p)
+        self.node[c] = self.kernels.merge(self.node.pop(p), self.node[c], reach)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -172,28 +254,57 @@ def _merged_kind(kp: str, kc: str) -> str:
     return "elementwise"
 
 
-def _acyclic_after(groups: _Groups, p: int, c: int, consumers: dict[int, list[int]]) -> bool:
-    """Merging p and c closes a cycle exactly when one reaches the other through a third kernel."""
-    def successors(g: int) -> set[int]:
-        return {groups.find(j) for i in groups.members_of[g] for j in consumers.get(i, ())} - {g}
+def _acyclic_after(groups: _Groups, p: int, c: int) -> tuple[str, set[int]] | None:
+    """None if merging groups p and c would close a cycle, which happens exactly
+    when one reaches the other through a third kernel; else what ``union`` needs
+    to keep the kernels' order topological.
 
-    for start, goal in ((p, c), (c, p)):
-        seen, stack = set(), [s for s in successors(start) if s != goal]
-        while stack:
-            g = stack.pop()
-            if g == goal:
-                return False
-            if g not in seen:
-                seen.add(g)
-                stack.extend(successors(g))
-    return True
+    Only the earlier of the two in that order can reach the later, and only
+    through kernels placed between them, so the search never leaves that stretch.
+    It runs from both ends at once and stops when either side has nothing left
+    to visit: ("after", what the earlier one reaches) or ("before", what reaches
+    the later one)."""
+    k = groups.kernels
+    succ, pred, pos = k.succ, k.pred, k.pos
+    start, goal = k.ends(groups.node[p], groups.node[c])
+    lo, hi = pos[start], pos[goal]
+    # The bounds include the two ends' own positions: a kernel placed level with one cannot reach it, but it is
+    # found all the same, so that the merge moves it too and no edge is left between equal positions.
+    # Depth-first from both ends, one node a side in turn. Each side is a stack of iterators over neighbour
+    # sets, read lazily: a kernel with thousands of readers costs nothing when the other side finishes first.
+    ahead, behind = set(), set()  # reached from start; reaching goal
+    fwd, bwd = [iter(succ[start])], [iter(pred[goal])]
+    while True:
+        g = _next(fwd, lambda s: s != goal and pos[s] <= hi and s not in ahead)
+        if g is None:  # every kernel the earlier one reaches was checked for an edge into the later one
+            return "after", ahead
+        if g in behind or goal in succ[g]:
+            return None
+        ahead.add(g)
+        fwd.append(iter(succ[g]))
+        g = _next(bwd, lambda s: s != start and pos[s] >= lo and s not in behind)
+        if g is None:  # every kernel that reaches the later one is known: a cycle needs one the earlier one feeds
+            return ("before", behind) if behind.isdisjoint(succ[start]) else None
+        if g in ahead:
+            return None
+        behind.add(g)
+        bwd.append(iter(pred[g]))
+
+
+def _next(stack: list, wanted) -> int | None:
+    """The next node of a depth-first search kept as a stack of iterators, or None when it is done."""
+    while stack:
+        for s in stack[-1]:
+            if wanted(s):
+                return s
+        stack.pop()
+    return None
 
 
 def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
     fired = Counter() if fired is None else fired
     graph = _fuse_bodies(graph, fired)
     eqns = graph.eqns
-    groups = _Groups(eqns)
     producer = {v.id: i for i, e in enumerate(eqns) for v in e.outputs}
     readers: dict[int, set[int]] = {}
     for j, e in enumerate(eqns):
@@ -201,6 +312,7 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
             if isinstance(a, Var) and a.id in producer:
                 readers.setdefault(a.id, set()).add(j)
     consumers = {i: sorted({j for v in e.outputs for j in readers.get(v.id, ())}) for i, e in enumerate(eqns)}
+    groups = _Groups(eqns, consumers)
     outputs = {a.id for a in graph.outputs if isinstance(a, Var)}
     boundaries: list[str] = []
 
@@ -216,7 +328,8 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
                 continue
             only = all(groups.find(k) in (p, c) for k in consumers[i]) and a.id not in outputs
             reason = _why_not(groups, p, c, only)
-            if reason is None and not _acyclic_after(groups, p, c, consumers):
+            after = _acyclic_after(groups, p, c) if reason is None else None
+            if reason is None and after is None:
                 reason = "merging would create a cycle between kernels"
             if reason is not None:
                 boundaries.append(f"{eqns[i].prim.name} -> {e.prim.name} ({a.type}): {reason}")
@@ -224,13 +337,13 @@ def fuse(graph: Graph, fired: Counter | None = None) -> Graph:
             kind = _merged_kind(groups.kind[p], groups.kind[c])
             if _why_not_simple(groups, p, c, only) is not None:
                 kind = "row"  # allowed only as a row kernel
-            groups.union(p, c)
+            groups.union(p, c, after)
             groups.kind[c] = kind
             groups.size[c] = max(groups.size[c], groups.size[p])
             groups.out_size[c] = max(groups.out_size[c], groups.out_size[p]) if kind != "matmul" else \
                 groups.out_size[p if groups.kind.get(p) == "matmul" else c]
             fired["fused_edges"] += 1
-    _merge_sibling_reductions(groups, eqns, consumers, fired)
+    _merge_sibling_reductions(groups, eqns, fired)
     out = _build(graph, groups, producer, fired)
     out = dce(out)
     out.meta["boundaries"] = boundaries
@@ -250,7 +363,7 @@ def _fuse_bodies(graph: Graph, fired: Counter) -> Graph:
     return Graph(list(graph.inputs), eqns, list(graph.outputs), graph.name, dict(graph.meta))
 
 
-def _merge_sibling_reductions(groups: _Groups, eqns, consumers, fired) -> None:
+def _merge_sibling_reductions(groups: _Groups, eqns, fired) -> None:
     """Reductions of one input in separate kernels share one (one read of the input)."""
     by_input: dict[tuple, list[int]] = {}
     for i, e in enumerate(eqns):
@@ -259,9 +372,11 @@ def _merge_sibling_reductions(groups: _Groups, eqns, consumers, fired) -> None:
     for members in by_input.values():
         for i in members[1:]:
             p, c = groups.find(i), groups.find(members[0])
-            if p != c and groups.kind[p] == groups.kind[c] == "reduction" and _acyclic_after(groups, p, c, consumers):
-                groups.union(p, c)
-                fired["sibling_reductions"] += 1
+            if p != c and groups.kind[p] == groups.kind[c] == "reduction":
+                after = _acyclic_after(groups, p, c)
+                if after is not None:
+                    groups.union(p, c, after)
+                    fired["sibling_reductions"] += 1
 
 
 def _build(graph: Graph, groups: _Groups, producer: dict, fired: Counter) -> Graph:
