@@ -44,37 +44,40 @@ def _roots(tensors: Sequence[Tensor], gradients: Sequence) -> list[tuple[tuple, 
     return roots
 
 
+_UNMET = object()  # what ``pending`` holds for a node the pass has not met yet
+
+
 def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: bool,
         capture: dict | None = None, accumulate_into: set | None = None) -> dict:
     """Propagate the root gradients. Gradients reaching a leaf's AccumulateGrad
     are added to its ``.grad`` (only for leaves in ``accumulate_into`` when given);
-    those reaching an edge in ``capture`` are returned by edge instead."""
-    waiting: dict[BackwardNode, int] = {}  # node -> edges into it not yet run
-    starts = {e[0] for e, _ in roots}
-    seen = set(starts)
-    stack = list(starts)
-    while stack:
-        for nxt, _ in stack.pop().next_functions:
-            if nxt is not None:
-                waiting[nxt] = waiting.get(nxt, 0) + 1
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
+    those reaching an edge in ``capture`` are returned by edge instead.
+
+    A node's edges lead only to nodes made before it (an operation's inputs
+    exist before it runs), so running the nodes met so far in decreasing
+    creation order visits every node after all the nodes that send it a
+    gradient — PyTorch's order, without counting dependencies first: one heap
+    of the nodes met and not yet run, and one pass."""
     b = TAPE if create_graph else ARRAYS  # gradients as Tensors on the tape, or as plain arrays
-    buffers: dict[BackwardNode, list] = {}
+    pending: dict[BackwardNode, list | None] = {}  # node met -> gradient per output (None: none arrived yet)
+    ready: list = []  # (-seq, node) of the nodes met, a heap: the latest made first
     for (node, nr), g in roots:
-        _add(buffers, node, nr, g, b)
-    ready = [(-n.seq, n) for n in starts if waiting.get(n, 0) == 0]
-    heapq.heapify(ready)
+        if node not in pending:
+            pending[node] = None
+            heapq.heappush(ready, (-node.seq, node))
+        _add(pending, node, nr, g, b)
     captured: dict = {}
+    heappop, heappush = heapq.heappop, heapq.heappush
+    anomaly = STATE.anomaly
     grad_mode, STATE.grad_enabled = STATE.grad_enabled, create_graph
     try:
         while ready:
-            _, node = heapq.heappop(ready)
-            cts = buffers.pop(node, None)
+            node = heappop(ready)[1]
+            cts = pending.pop(node)
             in_cts = None
             if cts is not None:
-                cts = node.run_hooks(cts)
+                if node._hooks is not None or node._retained is not None:
+                    cts = node.run_hooks(cts)
                 if capture is not None:
                     for nr, ct in enumerate(cts):
                         if (node, nr) in capture and ct is not None:
@@ -83,32 +86,36 @@ def run(roots: list[tuple[tuple, Tensor]], retain_graph: bool, create_graph: boo
                     if capture is None and (accumulate_into is None or node.variable in accumulate_into):
                         node.accumulate(cts[0])
                 else:
-                    in_cts = _apply(node, cts, b)
+                    in_cts = _apply(node, cts, b) if anomaly else node.apply(cts, b)
             if not retain_graph:
                 node.release()
             for i, (nxt, nr) in enumerate(node.next_functions):
                 if nxt is None:
                     continue
+                slots = pending.get(nxt, _UNMET)
+                if slots is _UNMET:
+                    slots = pending[nxt] = None
+                    heappush(ready, (-nxt.seq, nxt))
                 if in_cts is not None and in_cts[i] is not None:
-                    _add(buffers, nxt, nr, in_cts[i], b)
-                waiting[nxt] -= 1
-                if waiting[nxt] == 0:
-                    heapq.heappush(ready, (-nxt.seq, nxt))
+                    if slots is None:
+                        slots = pending[nxt] = [None] * nxt.n_outputs
+                    slots[nr] = in_cts[i] if slots[nr] is None else b.add(slots[nr], in_cts[i])
     finally:
         STATE.grad_enabled = grad_mode
     return captured
 
 
-def _add(buffers: dict, node: BackwardNode, nr: int, g, b) -> None:
-    slots = buffers.get(node)
+def _add(pending: dict, node: BackwardNode, nr: int, g, b) -> None:
+    slots = pending[node]
     if slots is None:
-        slots = buffers[node] = [None] * node.n_outputs
+        slots = pending[node] = [None] * node.n_outputs
     slots[nr] = g if slots[nr] is None else b.add(slots[nr], g)
 
 
 def _apply(node: BackwardNode, cts: list, b) -> list:
-    """One node's backward; in anomaly mode, a NaN or Inf it returns is an
-    error naming the forward operation and where it was created."""
+    """One node's backward in anomaly mode (outside it the pass calls
+    ``node.apply`` directly): a NaN or Inf it returns is an error naming the
+    forward operation and where it was created."""
     try:
         in_cts = node.apply(cts, b)
     except RuntimeError as e:

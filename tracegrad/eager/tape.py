@@ -21,13 +21,46 @@ from ir import ShapedType, type_of
 from ir.builder import Builder
 from ir.dtypes import canonicalize
 from ir.interpreter import FINITE_CHECK, check_finite
-from ir.primitives import Primitive
+from ir.primitives import REGISTRY, Primitive
+from ir.types import shaped
 
 from ..source import user_source
 from .mode import STATE
-from .tensor import RemovableHandle, Tensor, VersionCounter
+from .tensor import RemovableHandle, Tensor
 
 _sequence = itertools.count()  # creation order: the backward pass runs later nodes first
+
+
+def _quiet_state():
+    """NumPy's "ignore every floating-point error" state, and the ContextVar NumPy 2
+    keeps its error state in (None where NumPy keeps it elsewhere)."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar as var
+    except ImportError:
+        return None, None
+    with np.errstate(all="ignore"):
+        return var, var.get()
+
+
+_ERRSTATE, _IGNORE_ALL = _quiet_state()
+
+
+def quietly(fn, arrays, params: dict):
+    """``fn(*arrays, **params)`` under ``np.errstate(all="ignore")``: an operation
+    gives inf or NaN without a warning, as PyTorch does. np.errstate is a Python
+    context manager costing ~2 us, more than a ufunc on a small array, and the
+    tape pays it on every primitive; setting NumPy 2's error-state ContextVar
+    to the prepared state directly costs ~0.1 us."""
+    if _ERRSTATE is None:
+        with np.errstate(all="ignore"):
+            return fn(*arrays, **params)
+    if _ERRSTATE.get() is _IGNORE_ALL:  # already quiet: a derivative rule running (PrimitiveNode.apply)
+        return fn(*arrays, **params)
+    token = _ERRSTATE.set(_IGNORE_ALL)
+    try:
+        return fn(*arrays, **params)
+    finally:
+        _ERRSTATE.reset(token)
 
 FREED = ("Trying to backward through the graph a second time (or directly access saved tensors after they have "
          "already been freed). Saved intermediate values of the graph are freed when you call .backward() or "
@@ -172,8 +205,8 @@ class Saved:
     def type(self) -> ShapedType:
         return self.node.saved_type(self.index)
 
-    def unpack(self):
-        return self.node.unpack(self.index)
+    def unpack(self, as_tensor: bool = True):
+        return self.node.unpack(self.index, as_tensor)
 
 
 def camel(name: str) -> str:
@@ -190,16 +223,23 @@ class PrimitiveNode(BackwardNode):
     tensors are dropped at once and ``recompute`` brings them back on demand."""
 
     recompute = None  # the checkpoint that can recompute the dropped values
+    _types: list | None = None  # (shape, dtype) of each saved value, kept when the values are dropped
 
-    def __init__(self, prim: Primitive, params: dict, inputs: list, wanted: list[bool], outs: list,
-                 counters: list[VersionCounter]):
-        super().__init__(tuple([edge(x) if w else _NO_EDGE for x, w in zip(inputs, wanted)]), len(outs))
+    def __init__(self, prim: Primitive, params: dict, inputs, wanted: list[bool]):
+        """Outputs are saved by ``save_outputs`` once the tape has made them."""
+        # BackwardNode.__init__, inlined: this runs for every recorded operation.
+        self.next_functions = tuple([edge(x) if w else _NO_EDGE for x, w in zip(inputs, wanted)])
+        self.seq = next(_sequence)
+        self.source = user_source() if STATE.anomaly else None
         self.prim, self.params, self.wanted = prim, params, wanted
         self._saved = [(x, x._counter, x._counter.value) if type(x) is Tensor else (x, None, 0) for x in inputs]
-        self._saved += [(o, c, c.value) for o, c in zip(outs, counters)]
-        self._types: list[ShapedType] | None = None  # kept when the values are dropped
         if CHECKPOINTS:
             CHECKPOINTS[-1].adopt(self)
+
+    def save_outputs(self, outs: list[Tensor]) -> None:
+        """Save the outputs' arrays (not the Tensors, which refer to this node) at their versions."""
+        self.n_outputs = len(outs)
+        self._saved += [(o.data, o._counter, o._counter.value) for o in outs]
 
     @property
     def name(self) -> str:
@@ -212,10 +252,16 @@ class PrimitiveNode(BackwardNode):
     def saved_type(self, i: int) -> ShapedType:
         entry = self._saved[i]
         if entry is None:
-            return self._types[i]
-        return type_of(entry[0].data if type(entry[0]) is Tensor else entry[0])
+            return shaped(*self._types[i])
+        value = entry[0]
+        if type(value) is Tensor:
+            value = value.data
+        return shaped(value.shape, value.dtype) if type(value) is np.ndarray else type_of(value)
 
-    def unpack(self, i: int):
+    def unpack(self, i: int, as_tensor: bool = True):
+        """Saved value ``i``, checked against its version. An output comes back as
+        the Tensor this node made (so a create_graph rule differentiates through
+        it), or as its array when ``as_tensor`` is false."""
         entry = self._saved[i]
         if entry is None and self.recompute is not None:
             self.recompute.run()
@@ -226,9 +272,26 @@ class PrimitiveNode(BackwardNode):
         if counter is not None and counter.value != version:
             raise RuntimeError(self._modified(i, value, counter.value, version))
         n_in = len(self.wanted)
-        if i >= n_in:  # an output: the tensor as this node made it
+        if i >= n_in and as_tensor:
             return Tensor._make(value, self, i - n_in, True, counter)
         return value
+
+    def _arrays(self) -> list | None:
+        """The saved values as plain arrays, when every one is there and unchanged
+        (the usual case): a rule on NumPy can then have them at once, and
+        placeholders are needed only where unpacking could raise an error."""
+        values = []
+        for entry in self._saved:
+            if entry is None:
+                return None
+            value, counter, version = entry
+            if counter is not None:
+                if counter.value != version:
+                    return None
+                if type(value) is Tensor:
+                    value = value.data
+            values.append(value)
+        return values
 
     def _modified(self, i: int, value, now: int, then: int) -> str:
         n_in = len(self.wanted)
@@ -241,29 +304,46 @@ class PrimitiveNode(BackwardNode):
         return (f"one of the variables needed for gradient computation has been modified by an inplace operation: "
                 f"{what} is at version {now}; expected version {then} instead. {self.name} (the backward of "
                 f"{self.prim.name}) needs its value as it was in the forward pass. Hint: use the out-of-place "
-                f"operation (y = y + 1 instead of y += 1), or clone() the tensor before changing it; "
-                f"tg.detect_anomaly() shows where {self.prim.name} was called.")
+                f"operation (y = y + 1 instead of y += 1), or clone() the tensor before changing it"
+                + ("." if self.source is not None and STATE.anomaly else  # the engine adds where it was called
+                   f"; tg.detect_anomaly() shows where {self.prim.name} was called."))
 
     def apply(self, cotangents: list, b: Builder) -> list:
-        saved = [Saved(self, i) for i in range(len(self._saved))]
+        """The primitive's VJP rule on ``b``, with what ``b.at(source, of=self,
+        wanted=...)`` would set, set here directly: this runs for every node."""
+        saved = self._arrays() if b is ARRAYS else None
+        if saved is None:
+            saved = [Saved(self, i) for i in range(len(self._saved))]
         n_in = len(self.wanted)
-        TAPE.rules_running += 1
+        before = b.source_override, b.deriving, b.wanted
+        if self.source is not None:
+            b.source_override = self.source
+        b.deriving, b.wanted = self, self.wanted
+        b.rules_running += 1
+        token = _ERRSTATE.set(_IGNORE_ALL) if _ERRSTATE is not None else None  # once for all the rule's operations
         try:
-            with b.at(self.source, of=self, wanted=self.wanted):
-                return self.prim.vjp(b, cotangents, saved[:n_in], saved[n_in:], **self.params)
+            return self.prim.vjp(b, cotangents, saved[:n_in], saved[n_in:], **self.params)
         finally:
-            TAPE.rules_running -= 1
+            b.source_override, b.deriving, b.wanted = before
+            b.rules_running -= 1
+            if token is not None:
+                _ERRSTATE.reset(token)
 
     def release(self) -> None:
         self.drop_tensors()
-        self.recompute = None
+        if self.recompute is not None:
+            self.recompute = None
 
     def drop_tensors(self) -> None:
-        """Forget the saved tensors (not the constants), keeping their types for the rules."""
-        if self._types is None:
-            self._types = [self.saved_type(i) for i in range(len(self._saved))]
-        self._saved = [e if e is not None and e[1] is None and type(e[0]) is not Tensor else None
-                       for e in self._saved]
+        """Forget the saved tensors (not the constants), keeping their shapes and dtypes for the rules."""
+        saved = self._saved
+        types = self._types
+        if types is None:
+            types = self._types = [None] * len(saved)
+        for i, e in enumerate(saved):
+            if e is not None and (e[1] is not None or type(e[0]) is Tensor):  # a tensor, not a constant
+                types[i] = (e[0].shape, e[0].dtype)
+                saved[i] = None
 
 
 CHECKPOINTS: list = []  # the tg.eager.checkpoint regions running, innermost last
@@ -276,7 +356,7 @@ class TapeBuilder(Builder):
 
     def __init__(self):
         self._checked: set = set()
-        self.rules_running = 0  # how many derivative rules are running (nested under create_graph)
+        self.rules_running = 0  # how many derivative rules are running on this builder (nested under create_graph)
 
     def type_of(self, x) -> ShapedType:
         if type(x) is Saved:
@@ -292,6 +372,13 @@ class TapeBuilder(Builder):
     def from_literal(self, lit) -> np.ndarray:
         return lit.value
 
+    def sum_to_shape(self, x, shape):
+        """Most rules' cotangents already have their operand's shape (nothing was
+        broadcast): return them without asking for types."""
+        if getattr(x, "shape", None) == shape:
+            return x
+        return super().sum_to_shape(x, shape)
+
     def bind(self, prim: Primitive, *inputs, **params) -> list[Tensor]:
         if self.rules_running:  # operands may be saved values
             inputs = [x.unpack() if type(x) is Saved else x for x in inputs]
@@ -303,34 +390,37 @@ class TapeBuilder(Builder):
         arrays = [x.data if type(x) is Tensor else np.asarray(x) for x in inputs]
         if check:
             self._check(prim, arrays, params)
-        with np.errstate(all="ignore"):
-            outs = [np.asarray(o) for o in prim.impl(*arrays, **params)]
+        outs = quietly(prim.impl, arrays, params)
         if FINITE_CHECK.enabled:
+            outs = [np.asarray(o) for o in outs]
             check_finite(prim.name, outs, self._describe, derivative=self.deriving is not None)
-        wanted = None
+        node = None
         if STATE.grad_enabled and prim.differentiable:
             wanted = [type(x) is Tensor and x._requires_grad for x in inputs]
-            if True not in wanted:
-                wanted = None
-        counters, bases = [], []
-        for o in outs:
+            if True in wanted:
+                node = PrimitiveNode(prim, params, inputs, wanted)
+        results = []
+        for i, o in enumerate(outs):
+            if type(o) is not np.ndarray:
+                o = np.asarray(o)  # a NumPy scalar (a full reduction)
             owner = _aliased(o, inputs)
             if owner is None:
-                counters.append(VersionCounter())
-                bases.append(None)
+                t = Tensor._make(o, node, i, node is not None and o.dtype.kind == "f")
             else:  # a view (reshape, slice, broadcast): writes through it change the operand
                 owner._counter.shared = True
-                counters.append(owner._counter)
-                bases.append(owner._base if owner._base is not None else owner)
-        node = PrimitiveNode(prim, params, inputs, wanted, outs, counters) if wanted is not None else None
-        return [Tensor._make(o, node, i, node is not None and o.dtype.kind == "f", c, base)
-                for i, (o, c, base) in enumerate(zip(outs, counters, bases))]
+                t = Tensor._make(o, node, i, node is not None and o.dtype.kind == "f", owner._counter,
+                                 owner._base if owner._base is not None else owner)
+            results.append(t)
+        if node is not None:
+            node.save_outputs(results)
+        return results
 
     def _check(self, prim: Primitive, arrays: list, params: dict) -> None:
         """The primitive's shape rule, the checks tracing makes, run once per
         distinct signature: on small arrays the rule costs more than the work."""
         try:
-            key = (prim.name, *[(a.shape, a.dtype) for a in arrays], *params.items())
+            key = (prim, *[(a.shape, a.dtype) for a in arrays], *params.items()) if params else (
+                prim, *[(a.shape, a.dtype) for a in arrays])
             if key in self._checked:
                 return
         except TypeError:  # a parameter that cannot be hashed: check every time
@@ -349,7 +439,7 @@ class TapeBuilder(Builder):
         return f"in the derivative of {node.prim.name}" + (f", at {node.source.describe()}" if node.source else "")
 
 
-def _aliased(out: np.ndarray, inputs: list) -> Tensor | None:
+def _aliased(out: np.ndarray, inputs) -> Tensor | None:
     """The Tensor operand whose memory ``out`` views, if any."""
     if out.base is None:
         for x in inputs:
@@ -366,17 +456,44 @@ class ArrayBuilder(TapeBuilder):
     """What the rules run on in a backward pass that builds no graph: NumPy at
     once on plain arrays — no Tensors, no tape, no checks the rules do not need."""
 
+    def type_of(self, x) -> ShapedType:
+        if type(x) is np.ndarray:
+            return shaped(x.shape, x.dtype)
+        if type(x) is Saved:
+            return x.node.saved_type(x.index)
+        return type_of(x.data if type(x) is Tensor else np.asarray(x))
+
     def bind(self, prim: Primitive, *inputs, **params) -> list[np.ndarray]:
         arrays = []
         for x in inputs:
             if type(x) is Saved:
-                x = x.unpack()
+                x = x.unpack(as_tensor=False)
             arrays.append(x.data if type(x) is Tensor else x)
-        with np.errstate(all="ignore"):
-            outs = prim.impl(*arrays, **params)
+        outs = quietly(prim.impl, arrays, params)
         if FINITE_CHECK.enabled:
             check_finite(prim.name, outs, self._describe, derivative=True)
         return outs
+
+    def __getattr__(self, name: str):
+        """``b.mul(x, y)`` and friends, as ``Builder`` makes them, but running the
+        primitive here rather than through ``bind``: the rules call these for
+        every operation of a backward pass, mostly on plain arrays (and under
+        the quiet error state that ``PrimitiveNode.apply`` set)."""
+        generic = super().__getattr__(name)  # the AttributeError for a name that is no primitive
+        prim = REGISTRY[name.rstrip("_")]
+        impl = prim.impl
+
+        def method(*inputs, **params):
+            for x in inputs:
+                if type(x) is not np.ndarray:
+                    return generic(*inputs, **params)  # a saved value, a Tensor or a scalar: the general path
+            if FINITE_CHECK.enabled:
+                return generic(*inputs, **params)
+            (out,) = quietly(impl, inputs, params)
+            return out
+
+        setattr(self, name, method)
+        return method
 
 
 TAPE = TapeBuilder()

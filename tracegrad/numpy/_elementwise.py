@@ -6,7 +6,7 @@ import numpy as np
 
 from ir import dtypes
 
-from ..core import Tracer, bind1
+from ..core import Tensor, Tracer, bind1
 from ..errors import DTypeError
 from ..source import at_user_line
 from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, elementwise, operands, python_int_out_of_range, \
@@ -144,6 +144,8 @@ def _clip_bound(bound, dt, lower: bool):
 # ------------------------------------------------------------------ float maths
 def _float_unary(prim: str, fname: str):
     def fn(x):
+        if type(x) is Tensor and x.data.dtype.kind == "f":  # eager, nothing to convert: the common case
+            return bind1(prim, x)
         (x,) = operands(x)
         is_weak = getattr(x, "weak", False)
         return weak(bind1(prim, astype(x, to_float(dtype_of(x)))), is_weak)

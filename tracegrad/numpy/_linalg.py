@@ -6,7 +6,7 @@ import numpy as np
 
 from ir import dtypes
 
-from ..core import bind1
+from ..core import Tensor, bind1
 from ..errors import ShapeError
 from ..source import at_user_line
 from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, operands, result_type, shape_of
@@ -44,6 +44,10 @@ def dot(a, b):
 
 def matmul(a, b):
     """The @ operator: matrices in the last two axes, leading axes broadcast."""
+    if type(a) is Tensor and type(b) is Tensor:  # eager (..., n, k) @ (k, m) of one dtype: nothing to promote
+        sa, sb = a.data.shape, b.data.shape
+        if len(sb) == 2 and len(sa) >= 2 and sa[-1] == sb[0] and a.data.dtype == b.data.dtype:
+            return _dot_general(a, b, ((len(sa) - 1,), (0,)))
     a, b = _promoted(*operands(a, b))
     sa, sb = shape_of(a), shape_of(b)
     for i, s in enumerate((sa, sb)):
