@@ -17,7 +17,7 @@ import numpy as np
 
 from . import dtypes
 from .graph import Atom, Constant, Eqn, Graph, Literal, SourceInfo, Var
-from .interpreter import check_finite, run_eqn
+from .interpreter import FINITE_CHECK, check_finite, describe_values, run_eqn
 from .primitives import REGISTRY, Primitive
 from .types import ShapedType, type_of
 
@@ -253,7 +253,13 @@ class GraphBuilder(Builder):
 
 
 class NumpyBuilder(Builder):
-    """Computes at once with each primitive's reference implementation."""
+    """Computes at once with each primitive's reference implementation.
+
+    ``source_fn`` is asked, only when debug_nans reports, for the SourceInfo
+    of the user's line (the front end passes one that walks the stack)."""
+
+    def __init__(self, source_fn: Callable[[], SourceInfo | None] | None = None):
+        self.source_fn = source_fn
 
     def type_of(self, x) -> ShapedType:
         return type_of(x)
@@ -272,14 +278,17 @@ class NumpyBuilder(Builder):
         prim.shape_rule(*[type_of(a) for a in arrays], **params)  # the same checks as when tracing
         with np.errstate(all="ignore"):
             outs = [np.asarray(v) for v in prim.impl(*arrays, **params)]
-        check_finite(prim.name, outs, self._describe, derivative=self.deriving is not None)
+        if FINITE_CHECK.enabled:
+            check_finite(prim.name, outs, lambda: self._describe(prim, params, arrays, outs),
+                         derivative=self.deriving is not None)
         return outs
 
-    def _describe(self) -> str:
-        if self.deriving is None:
-            return f"at {self.source_override.describe()}" if self.source_override else ""
+    def _describe(self, prim: Primitive, params: dict, inputs, outputs) -> str:
         eqn = self.deriving
-        return f"in the derivative of {eqn.prim.name}" + (f", at {eqn.source.describe()}" if eqn.source else "")
+        if eqn is not None:
+            return describe_values(prim.name, params, inputs, outputs, eqn.prim.name, eqn.source)
+        source = self.source_override or (self.source_fn() if self.source_fn else None)
+        return describe_values(prim.name, params, inputs, outputs, "", source)
 
 
 class EvaluatingGraphBuilder(GraphBuilder):

@@ -45,7 +45,7 @@ def _bad(values) -> str | None:
 def nonfinite_error(prim_name: str, kind: str, where: str, derivative: bool) -> FloatingPointError:
     """What debug_nans raises when a primitive produced ``kind`` ("nan" or "inf"),
     wherever it ran: traced with values, in this interpreter, or in a checked build of native code."""
-    message = f"debug_nans: {prim_name!r} produced {kind} {where}"
+    message = f"debug_nans: {prim_name!r} produced {kind}" + (f" {where}" if where else "")
     return FloatingPointError(message + ("\n" + WHERE_HINT if derivative else ""))
 
 
@@ -58,21 +58,65 @@ def check_finite(prim_name: str, outputs, describe: Callable[[], str], derivativ
         raise nonfinite_error(prim_name, kind, describe(), derivative)
 
 
+def _describe(target: str, equation: str, derivative_of: str, source) -> str:
+    """The one shape of every debug_nans location, whoever ran the primitive:
+    ``in d: f32[3] (equation `d: f32[3] = sqrt c`, in the derivative of exp), at file.py:12 (in f): y = ...``."""
+    text = f"in {target} (equation `{equation}`"
+    text += f", in the derivative of {derivative_of})" if derivative_of else ")"
+    return text + (f", at {source.describe()}" if source else "")
+
+
 def describe_eqn(eqn: Eqn, graph: Graph | None) -> str:
-    """``in d: f32[3] (equation `d: f32[3] = sqrt c`), at file.py:12: y = tnp.sqrt(x)``."""
+    """``in d: f32[3] (equation `d: f32[3] = sqrt c`), at file.py:12: y = tnp.sqrt(x)``. Variables are named
+    as ``graph``'s text dump names them, sub-graphs (loop bodies, branches, kernels) included."""
     from .printer import Namer, _equation, format_graph
 
     names = Namer()
     if graph is not None:
         format_graph(graph, names=names)
-    text = f"in {names(eqn.outputs[0])}: {eqn.outputs[0].type} (equation `{_equation(eqn, names, False)}`"
-    text += f", in the derivative of {eqn.derivative_of})" if eqn.derivative_of else ")"
-    return text + (f", at {eqn.source.describe()}" if eqn.source else "")
+    return _describe(f"{names(eqn.outputs[0])}: {eqn.outputs[0].type}", _equation(eqn, names, False),
+                     eqn.derivative_of, eqn.source)
+
+
+def describe_values(prim_name: str, params: dict, inputs, outputs, derivative_of: str, source) -> str:
+    """describe_eqn for a primitive computed at once on arrays (no graph, so no
+    variable names): the types stand in for them, ``in f64[3] (equation `f64[3] = sqrt f64[3]`)``."""
+    from .printer import format_param
+
+    shown = {k: v for k, v in params.items() if not isinstance(v, Graph)}
+    params_text = f"[{', '.join(f'{k}={format_param(v)}' for k, v in shown.items())}]" if shown else ""
+    outs = ", ".join(str(type_of(o)) for o in outputs)
+    ins = " ".join(str(type_of(np.asarray(a))) for a in inputs)
+    return _describe(str(type_of(outputs[0])), f"{outs} = {prim_name}{params_text} {ins}".rstrip(), derivative_of,
+                     source)
+
+
+class _Naming:
+    """The outermost program being run while debug_nans is on: a NaN inside a
+    sub-graph (a loop body) names its variables as that program's dump does,
+    as compiled code does, not by the sub-graph alone."""
+    graph_fn: Callable[[], Graph | None] | None = None
+
+
+_NAMING = _Naming()
 
 
 def run_eqn(eqn: Eqn, inputs: list, graph_fn: Callable[[], Graph | None] = lambda: None) -> list[np.ndarray]:
     """One equation on NumPy values, checked against its output types. The caller
-    holds np.errstate(all="ignore"): IEEE results (inf, nan) are values here, not warnings."""
+    holds np.errstate(all="ignore"): IEEE results (inf, nan) are values here, not warnings.
+    ``graph_fn`` gives the program that names variables in a debug_nans message."""
+    if FINITE_CHECK.enabled:
+        if _NAMING.graph_fn is not None:  # inside a sub-graph: name by the outermost program
+            return _run_eqn(eqn, inputs, _NAMING.graph_fn)
+        _NAMING.graph_fn = graph_fn
+        try:
+            return _run_eqn(eqn, inputs, graph_fn)
+        finally:
+            _NAMING.graph_fn = None
+    return _run_eqn(eqn, inputs, graph_fn)
+
+
+def _run_eqn(eqn: Eqn, inputs: list, graph_fn: Callable[[], Graph | None]) -> list[np.ndarray]:
     outs = eqn.prim.impl(*inputs, **eqn.params)
     if len(outs) != len(eqn.outputs):
         raise InterpreterError(f"{eqn.prim.name} returned {len(outs)} values for {len(eqn.outputs)} outputs")

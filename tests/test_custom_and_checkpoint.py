@@ -172,6 +172,36 @@ def test_custom_vjp_misuse_is_reported():
         tg.grad(closes_over_traced)(N(3))
 
 
+def test_check_grads_failure_names_the_cotangent_and_the_plain_derivative():
+    """A wrong bwd (tanh's derivative written 1 - tanh(x) instead of
+    1 - tanh(x)**2): reverse mode compares u·J for a random cotangent u, so the
+    message says so, shows u, and divides by it to give numbers the user
+    recognises: 1 - tanh(0.3) and 1 - tanh(0.3)**2."""
+    @tg.custom_vjp
+    def bad_tanh(x):
+        return tnp.tanh(x)
+
+    bad_tanh.defvjp(lambda x: (tnp.tanh(x), x), lambda x, g: (g * (1 - tnp.tanh(x)),))
+    x = np.array([0.3, -1.2, 0.8])
+    with pytest.raises(AssertionError) as info:
+        tg.check_grads(bad_tanh, (x,), order=1, modes=("rev",))
+    message = str(info.value)
+    assert "element (0,)" in message and "random cotangent u = [" in message
+    assert "tg.vjp(bad_tanh, *args)" in message and "sum(u * bad_tanh(*args))" in message
+    assert f"d out[0] / d x[0] if bad_tanh is elementwise: analytic {1 - np.tanh(0.3):.8g}, numeric 0.9151" in message
+
+    with pytest.raises(AssertionError, match="the gradient itself: analytic 0.70868"):  # scalar output: u is a number
+        tg.check_grads(lambda x: tnp.sum(bad_tanh(x)), (x,), order=1, modes=("rev",))
+
+    @tg.custom_jvp
+    def bad_sin(x):
+        return tnp.sin(x)
+
+    bad_sin.defjvp(lambda primals, tangents: (tnp.sin(primals[0]), tnp.sin(primals[0]) * tangents[0]))
+    with pytest.raises(AssertionError, match=r"J·v along the random tangent v = \[.*tg.jvp\(bad_sin, args, v\)"):
+        tg.check_grads(bad_sin, (x,), order=1, modes=("fwd",))
+
+
 # ------------------------------------------------------------ custom_jvp
 @tg.custom_jvp
 def logsumexp(x):

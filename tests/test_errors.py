@@ -2,6 +2,7 @@
 Python user would catch) and a message that says where and what to do."""
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -100,6 +101,40 @@ def test_the_concretization_message_quotes_the_offending_code():
         tg.jit(branch_on_value)(np.ones(3))
 
 
+@pytest.mark.parametrize("fn, what", CONCRETIZATIONS, ids=[f.__name__ for f, _ in CONCRETIZATIONS])
+def test_the_quoted_line_leaves_out_its_comment(fn, what):
+    with pytest.raises(tg.ConcretizationError) as info:
+        tg.jit(fn)(np.array([1.0, 2.0, 3.0], f32))
+    first = str(info.value).splitlines()[0]
+    assert "#" not in first, first  # each line above ends in the marker comment "# <-"
+    code = inspect.getsource(fn).splitlines()[line_of(fn) - inspect.getsourcelines(fn)[1]].split("#")[0].strip()
+    assert first.endswith(f": {code}."), first
+
+
+def test_a_comment_sign_inside_a_string_is_kept_in_the_quoted_line():
+    from tracegrad.source import _without_comment
+
+    assert _without_comment('s = "a # b" + t  # note') == 's = "a # b" + t'
+    assert _without_comment("y = f(x,  # an open bracket") == "y = f(x,"
+
+
+def test_an_in_place_error_under_detect_anomaly_says_where_not_how_to_find_out():
+    def run():
+        x = tg.tensor([1.0, 2.0], requires_grad=True)
+        y = tnp.exp(x)  # <-
+        y += 1
+        y.sum().backward()
+
+    with pytest.raises(RuntimeError) as info:
+        run()
+    assert "tg.detect_anomaly() shows where exp was called" in str(info.value)  # the hint, where it helps
+    with tg.detect_anomaly(), pytest.raises(RuntimeError) as info:
+        run()
+    message = str(info.value)
+    assert "detect_anomaly" not in message
+    assert f"{where(run)} (in run): y = tnp.exp(x)" in message and message.endswith("y = tnp.exp(x)")
+
+
 def test_a_static_argument_makes_python_control_flow_work():
     def f(x, flag):
         if flag > 0:
@@ -168,6 +203,33 @@ def test_a_wrong_number_of_arguments_is_an_argument_error(args, kwargs, words):
     assert isinstance(info.value, TypeError)
     assert "f() called with the wrong arguments" in str(info.value)
     assert words in str(info.value)
+
+
+def power_loss(x, n):
+    return tnp.sum(x ** n)
+
+
+@pytest.mark.parametrize("transform", [tg.grad, tg.value_and_grad, tg.jacrev, tg.hessian],
+                         ids=["grad", "value_and_grad", "jacrev", "hessian"])
+def test_a_missing_static_argument_through_a_transformation_names_the_missing_parameter(transform):
+    """The transformed function takes power_loss's parameters, so a call that
+    leaves out the static one says so, as it does for power_loss itself."""
+    jf = tg.jit(transform(power_loss), static_argnums=(1,))
+    for call in (lambda: jf(np.ones(3)), lambda: jf.lower(np.ones(3)).compile()):
+        with pytest.raises(tg.ArgumentError, match=r"power_loss\(\) called with the wrong arguments: missing a "
+                                                   r"required argument: 'n'"):
+            call()
+    jf(np.ones(3), 2)  # given, it runs
+    with pytest.raises(tg.ArgumentError, match="missing a required argument: 'n'"):
+        tg.jit(power_loss, static_argnums=(1,))(np.ones(3))
+
+
+def test_static_argnums_beyond_a_call_of_a_varargs_function_says_what_the_call_passed():
+    with pytest.raises(tg.ArgumentError, match=r"static_argnums contains 1, but <lambda>\(\) was called with 1 "
+                                               r"positional argument \(it takes \*args\)"):
+        tg.jit(lambda *a: a[0], static_argnums=(1,))(np.ones(3))
+    with pytest.raises(tg.ArgumentError, match=r"takes 2 positional arguments: static_argnums counts its parameters"):
+        tg.jit(power_loss, static_argnums=(2,))(np.ones(3), 2)
 
 
 @pytest.mark.parametrize("leaf, kind", [("relu", "str"), (object(), "object"), (np.ones, "function")])
@@ -247,3 +309,58 @@ def test_every_error_is_a_tracegrad_error():
     for cls in (tg.ShapeError, tg.DTypeError, tg.AxisError, tg.ConcretizationError, tg.ArgumentError,
                 tg.EscapedTracerError, tg.VerificationError):
         assert issubclass(cls, tg.TracegradError)
+
+
+# ---------------------------------------------------------------- debug_nans
+def sqrt_of_numpy(x):
+    return tnp.sqrt(x)  # <-
+
+
+def sum_of_sqrt(x):
+    return tnp.sum(tnp.sqrt(x))  # <-
+
+
+def logs_in_a_loop(x):
+    def body(i, c):
+        return c + tnp.log(x - 1.0 * i)  # <-
+
+    return tnp.sum(tg.lax.fori_loop(0, 3, body, tnp.zeros_like(x)))
+
+
+def test_debug_nans_on_numpy_arrays_names_the_equation_and_the_users_line():
+    with tg.debug_nans(), pytest.raises(FloatingPointError) as info:
+        sqrt_of_numpy(np.array([-1.0]))
+    message = str(info.value)
+    assert message.startswith("debug_nans: 'sqrt' produced nan in f64[1] (equation `f64[1] = sqrt f64[1]`), at ")
+    assert f"{where(sqrt_of_numpy)} (in sqrt_of_numpy): return tnp.sqrt(x)" in message
+    assert message == message.strip()
+
+
+def test_debug_nans_says_the_same_of_a_derivative_outside_and_inside_jit():
+    """Outside jit the derivative is computed at once, with no program to name
+    its variable: the types stand in for the names, in the same sentence."""
+    x = np.array([1.0, 0.0, 4.0])
+    messages = {}
+    for how, run in (("eager", tg.grad(sum_of_sqrt)), ("jit", tg.jit(tg.grad(sum_of_sqrt))),
+                     ("interpret", tg.jit(tg.grad(sum_of_sqrt), backend="interpret"))):
+        with tg.debug_nans(), pytest.raises(FloatingPointError) as info:
+            run(x)
+        messages[how] = str(info.value)
+    assert messages["eager"].startswith("debug_nans: 'div' produced inf in f64[3] (equation `f64[3] = div f64[3] "
+                                        "f64[3]`, in the derivative of sqrt), at " + where(sum_of_sqrt))
+    assert messages["jit"] == messages["interpret"]
+    named = re.sub(r"= div [a-z]+ [a-z]+", "= div f64[3] f64[3]", re.sub(r"\b[a-z]+: f64", "f64", messages["jit"]))
+    assert named == messages["eager"], (messages["jit"], messages["eager"])
+
+
+def test_debug_nans_inside_a_loop_body_names_variables_as_the_programs_dump():
+    """The checked native build and the interpreter say the same (test_runtime checks that); both name
+    a variable of the loop body as the whole program's dump names it, not as the body alone would."""
+    x = np.array([1.5, 2.5])
+    with tg.debug_nans(), pytest.raises(FloatingPointError) as info:
+        tg.jit(logs_in_a_loop)(x)
+    message = str(info.value)
+    assert where(logs_in_a_loop) in message
+    name = message.split("produced nan in ")[1].split(":")[0]
+    dump = tg.jit(logs_in_a_loop).lower(x).as_text("optimized")
+    assert f"{name}: f64[2] = log" in dump

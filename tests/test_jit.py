@@ -2,6 +2,7 @@
 ownership, decorator forms, nesting, lower / compile and backends."""
 
 import functools
+import sys
 import warnings
 
 import numpy as np
@@ -80,6 +81,36 @@ def test_the_fast_path_serves_plain_arrays_of_a_cached_shape_and_dtype_and_nothi
     assert jf(x.astype(f32)).dtype == f32
     info = jf.cache_info()
     assert (info.hits, info.misses, counted.traces) == (4, 3, 3)
+
+
+def test_numpy_scalars_take_the_fast_path_with_their_own_dtype(monkeypatch):
+    """np.float32(0) is typed as the 0-d float32 array it equals (not weakly, as
+    the Python float 0.0 is): it shares that array's trace and, once traced, its
+    calls skip the argument checks as arrays' do, with the same results and dtypes."""
+    jit_module = sys.modules["tracegrad.jit"]  # tracegrad.jit, the attribute, is the function
+    counted = Counting(lambda x, y: x * y + 1.0)
+    jf = tg.jit(counted)
+    y = np.ones(3, f32)
+    for scalar, dtype in ((np.float32(2), f32), (np.float64(2), f64), (np.int32(2), f64), (np.bool_(True), f32)):
+        as_array = np.asarray(scalar)
+        expected = jf(as_array, y)
+        got = jf(scalar, y)
+        assert got.dtype == expected.dtype == dtype and type(got) is np.ndarray
+        np.testing.assert_array_equal(got, expected)
+    assert counted.traces == 4  # each scalar shared the trace of its 0-d array
+    assert jf(2.0, y).dtype == f32 and counted.traces == 5  # a Python float is weak: another signature
+
+    splits = []
+    real_split = jit_module.split_args
+    monkeypatch.setattr(jit_module, "split_args", lambda *a, **k: splits.append(a) or real_split(*a, **k))
+    np.testing.assert_array_equal(jf(np.float32(3), y), np.full(3, 4.0, f32))
+    assert splits == []
+    pytree = tg.jit(lambda p: p["a"] * p["b"])
+    pytree({"a": np.float32(2), "b": y})
+    assert len(splits) == 1  # the first call traces
+    splits.clear()
+    assert pytree({"a": np.float32(3), "b": y}).dtype == f32
+    assert splits == []  # neither call went through the full argument checks
 
 
 @pytest.mark.parametrize("first, second, reason", [

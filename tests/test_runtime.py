@@ -286,11 +286,16 @@ def _sqrt_where(x):
     return tnp.sum(tnp.where(x > 0, tnp.sqrt(x), 0.0))
 
 
+def _logs_in_a_loop(x):
+    return tnp.sum(tg.lax.fori_loop(0, 3, lambda i, c: c + tnp.log(x - 1.0 * i), tnp.zeros_like(x)))
+
+
 @pytest.mark.parametrize("fn, x", [
     (tg.grad(_sqrt_where), np.array([0.0, 1.0, 4.0])),
     (logarithm, np.array([1.0, -1.0])),
     (lambda x: tnp.exp(x) - tnp.exp(x), np.array([1.0, 1000.0])),
-], ids=["derivative of sqrt under where", "log", "exp overflows"])
+    (_logs_in_a_loop, np.array([1.5, 2.5])),
+], ids=["derivative of sqrt under where", "log", "exp overflows", "log in a loop body"])
 def test_debug_nans_says_in_compiled_code_what_the_interpreter_says(fn, x):
     messages = {}
     for backend in ("interpret", "llvm"):

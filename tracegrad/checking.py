@@ -36,12 +36,55 @@ def mismatch(analytic, numeric, rtol, atol) -> np.ndarray:
     return bad & ~(np.isnan(analytic) & np.isnan(numeric))
 
 
-def _fail(fun, mode: str, order: int, where: str, analytic, numeric, rtol, atol):
+def _show(a: np.ndarray) -> str:
+    """A short rendering of a direction or cotangent for an error message."""
+    a = np.asarray(a)
+    if a.size > 12:
+        return f"a {a.dtype} array of shape {a.shape}"
+    return np.array2string(a, precision=4, separator=", ", suppress_small=True)
+
+
+def _fail(fun, mode: str, order: int, where: str, analytic, numeric, rtol, atol, compared: str = ""):
     name = getattr(fun, "__name__", "fun")
     raise AssertionError(
         f"check_grads({name}): {mode} derivative of order {order} disagrees with central differences at {where}: "
         f"analytic {float(analytic):.8g}, numeric {float(numeric):.8g} (|difference| "
-        f"{abs(float(analytic) - float(numeric)):.3g}, allowed {atol:.1g} + {rtol:.1g} * |numeric|)")
+        f"{abs(float(analytic) - float(numeric)):.3g}, allowed {atol:.1g} + {rtol:.1g} * |numeric|)" + compared)
+
+
+def _explain_fwd(fun, v) -> str:
+    """What a forward-mode mismatch compared, in terms the user can reproduce."""
+    name = getattr(fun, "__name__", "fun")
+    shown = _show(v[0]) if len(v) == 1 else "(" + ", ".join(_show(t) for t in v) + ", one per argument leaf)"
+    return (f". These are directional derivatives J·v along the random tangent v = {shown}: analytic is "
+            f"tg.jvp({name}, args, v)[1] at that element, numeric is ({name}(args + eps*v) - {name}(args - eps*v)) "
+            f"/ (2*eps) there")
+
+
+def _explain_rev(fun, i: int, element, u, analytic, numeric, arg_shape) -> str:
+    """What a reverse-mode mismatch compared: a vector-Jacobian product with a
+    random cotangent u (random, not ones, so that a rule that mishandles the
+    incoming gradient is caught), which is why the numbers are not plain
+    derivatives; where dividing by u recovers them, say so."""
+    name = getattr(fun, "__name__", "fun")
+    shown = _show(u[0]) if len(u) == 1 else "(" + ", ".join(_show(c) for c in u) + ", one per output leaf)"
+    if element is None:
+        return (f". These are u·J·d for the random cotangent u = {shown} and a random direction d: analytic is "
+                f"sum(leaf {i} of pullback(u) * d) with `out, pullback = tg.vjp({name}, *args)`, numeric is the "
+                f"central difference of sum(u * {name}(*args)) along d")
+    at = "[" + ", ".join(str(int(k)) for k in element) + "]"
+    text = (f". These are vector-Jacobian products u·J for the random cotangent u = {shown}, not plain "
+            f"derivatives: analytic is element {at} of leaf {i} of pullback(u), with `out, pullback = "
+            f"tg.vjp({name}, *args)`, numeric is the central difference of sum(u * {name}(*args)) in that element")
+    scale = None
+    if len(u) == 1 and np.ndim(u[0]) == 0:
+        scale, what = float(u[0]), "the gradient itself"
+    elif len(u) == 1 and np.shape(u[0]) == tuple(arg_shape):
+        scale, what = float(u[0][element]), f"d out{at} / d x{at} if {name} is elementwise"
+    if scale:
+        text += (f". Divided by u{'' if np.ndim(u[0]) == 0 else at}, that is {what}: analytic "
+                 f"{float(analytic) / scale:.8g}, numeric {float(numeric) / scale:.8g}")
+    return text
 
 
 def _check_fwd(fun, args, rng, eps, rtol, atol, order):
@@ -51,8 +94,9 @@ def _check_fwd(fun, args, rng, eps, rtol, atol, order):
     numeric = _numeric_jvp(fun, args, v, eps)
     for k, (a, n) in enumerate(zip(_as_arrays(analytic), numeric)):
         for idx in np.argwhere(mismatch(a, n, rtol, atol))[:1]:
-            _fail(fun, "forward-mode (jvp)", order, f"output leaf {k}, element {tuple(idx)}, along a random tangent",
-                  a[tuple(idx)], n[tuple(idx)], rtol, atol)
+            e = tuple(int(i) for i in idx)
+            _fail(fun, "forward-mode (jvp)", order, f"output leaf {k}, element {e}, along a random tangent",
+                  a[e], n[e], rtol, atol, _explain_fwd(fun, v))
     return v
 
 
@@ -73,7 +117,7 @@ def _check_rev(fun, args, rng, eps, rtol, atol, order):
                 numeric = inner(e)
                 if mismatch(analytic[i][j], numeric, rtol, atol):
                     _fail(fun, "reverse-mode (vjp)", order, f"argument leaf {i}, element {j}", analytic[i][j],
-                          numeric, rtol, atol)
+                          numeric, rtol, atol, _explain_rev(fun, i, j, u, analytic[i][j], numeric, x.shape))
         else:  # along random directions: the message names the argument
             for _ in range(3):
                 d = list(zeros)
@@ -81,7 +125,7 @@ def _check_rev(fun, args, rng, eps, rtol, atol, order):
                 a, n = float(np.sum(analytic[i] * d[i])), inner(d)
                 if mismatch(a, n, rtol, atol * np.sqrt(x.size)):
                     _fail(fun, "reverse-mode (vjp)", order, f"argument leaf {i}, along a random direction", a, n,
-                          rtol, atol)
+                          rtol, atol, _explain_rev(fun, i, None, u, a, n, x.shape))
     return u, out_tree
 
 

@@ -23,7 +23,7 @@ from .eager.tensor import Tensor
 from .errors import ArgumentError, ConcretizationError, DTypeError, EscapedTracerError, ShapeError, TracegradError
 from .source import at_user_line, user_source
 
-_numpy_builder = NumpyBuilder()
+_numpy_builder = NumpyBuilder(source_fn=user_source)  # debug_nans names the user's line
 
 
 class Trace:

@@ -33,6 +33,9 @@ from .errors import ArgumentError
 from .tracing import ArgSplit, Signature, Traced, concrete_leaves, split_args, trace
 
 BACKENDS = ("llvm", "interpret")
+# NumPy scalars of the supported dtypes: a call's key treats one as the 0-d array of its dtype, which is how
+# tracing types it, so np.float32(0) takes the fast path that np.array(0, np.float32) does.
+NUMPY_SCALARS = frozenset({np.float32, np.float64, np.int32, np.int64, np.bool_})
 STAGES = ("traced", "optimized", "fused", "llvm", "asm")
 
 
@@ -107,7 +110,9 @@ class Compiled:
         if native is not None:
             return tree.unflatten(self.traced.out_tree, self._run_checked(inputs))
         given = {id(a) for a in inputs}
-        outs = evaluate(self.program, list(inputs))
+        # Under debug_nans the interpreter runs what the checked native build runs, so both name a NaN's variable
+        # as as_text("optimized") does.
+        outs = evaluate(self.passes.optimized if FINITE_CHECK.enabled else self.program, list(inputs))
         return tree.unflatten(self.traced.out_tree, [_result(o, given) for o in outs])
 
     def _run_checked(self, inputs: tuple) -> tuple[np.ndarray, ...]:
@@ -220,16 +225,22 @@ class JitFunction:
         key = None
         if fast is not None and not kwargs:
             key = ()
+            scalars = False
             for a in args:  # flat arrays, the commonest call, need no tree walk: their shapes and dtypes
-                if type(a) is not ndarray:
+                t = type(a)
+                if t is ndarray:
+                    key += (a.shape, a.dtype)
+                elif t in NUMPY_SCALARS:  # typed like a 0-d array of its dtype (not weakly, as a Python float is)
+                    key += ((), a.dtype)
+                    scalars = True
+                else:
                     key = None
                     break
-                key += (a.shape, a.dtype)
             else:
                 compiled = fast.get(key)
                 if compiled is not None:  # the key holds their dtypes: they are the signature's already
                     self._info.hits += 1
-                    return compiled.run_leaves(args)
+                    return compiled.run_leaves(tuple(np.asarray(a) for a in args) if scalars else args)
         leaves, treedef = tree.flatten((args, kwargs))
         if key is None and fast is not None:
             key = _fast_key(treedef, leaves)
@@ -287,6 +298,8 @@ def _fast_key(treedef, leaves: list):
         t = type(leaf)
         if t is np.ndarray:
             kinds.append((leaf.shape, leaf.dtype))
+        elif t in NUMPY_SCALARS:
+            kinds.append(((), leaf.dtype))
         elif t is float or t is int or t is bool:
             kinds.append(t)
         else:

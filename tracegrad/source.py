@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import linecache
 import os
 import sys
+import tokenize
 
 from ir.graph import SourceInfo
 
@@ -34,9 +36,30 @@ def user_source() -> SourceInfo | None:
         filename = frame.f_code.co_filename
         if not _internal(filename):
             code = linecache.getline(filename, frame.f_lineno).strip()
+            if "#" in code:
+                code = _without_comment(code)
             return SourceInfo(filename, frame.f_lineno, frame.f_code.co_name, code)
         frame = frame.f_back
     return None
+
+
+def _without_comment(code: str) -> str:
+    """A line of code without its trailing ``# comment`` (a ``#`` inside a string stays)."""
+    hit = _comment_cache.get(code)
+    if hit is None:
+        hit = code
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+                if tok.type == tokenize.COMMENT:
+                    hit = code[:tok.start[1]].rstrip()
+                    break
+        except (tokenize.TokenError, SyntaxError):  # a line that opens a bracket or a string it does not close
+            pass
+        _comment_cache[code] = hit
+    return hit
+
+
+_comment_cache: dict[str, str] = {}
 
 
 def at_user_line() -> str:

@@ -83,13 +83,19 @@ def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), stat
     nargs = len(args)
     # Argnums count the function's positional parameters (negative ones from the last), as in JAX: a static
     # parameter passed by keyword is static by name, and one left to its default is simply not an argument.
-    npos = nargs if _takes_varargs(fun) else len(names)
+    varargs = _takes_varargs(fun)
+    npos = nargs if varargs else len(names)
     static_argnames = tuple(static_argnames)
     static_pos = set()
     for i in static_argnums:
         j = i + npos if i < 0 else i
         if not 0 <= j < max(npos, nargs):
-            raise ArgumentError(f"static_argnums contains {i}, but {fname}() takes {npos} positional arguments")
+            count = f"{npos} positional argument{'s' if npos != 1 else ''}"
+            raise ArgumentError(
+                f"static_argnums contains {i}, but {fname}() "
+                + (f"was called with {count} (it takes *args): pass the static argument in the call"
+                   if varargs else f"takes {count}: static_argnums counts its parameters from 0")
+                + f", or remove {i} from static_argnums")
         if j < nargs:
             static_pos.add(j)
         elif j < len(names):

@@ -15,6 +15,7 @@ a builder:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -105,6 +106,18 @@ def _name(fun) -> str:
     return getattr(fun, "__name__", type(fun).__name__)
 
 
+def _wraps(wrapper: Callable, fun: Callable, prefix: str) -> Callable:
+    """Name ``wrapper`` after ``fun`` and give it fun's signature: it takes the
+    same arguments, so jit's argument checks (a missing argument, static_argnums
+    beyond the call) speak of fun's parameters, not of ``*args, **kwargs``."""
+    wrapper.__name__ = f"{prefix}_{_name(fun)}"
+    try:
+        wrapper.__signature__ = inspect.signature(fun)
+    except (TypeError, ValueError):  # no signature to copy (a builtin): the call itself will check
+        pass
+    return wrapper
+
+
 def _check_float(args, what: str) -> None:
     leaves, _ = tree.flatten(args)
     for i, leaf in enumerate(leaves):
@@ -186,8 +199,7 @@ def value_and_grad(fun: Callable, argnums=0, has_aux: bool = False) -> Callable:
         value = lin.outputs[0]
         return ((value, lin.aux), g) if has_aux else (value, g)
 
-    value_and_grad_f.__name__ = f"value_and_grad_{_name(fun)}"
-    return value_and_grad_f
+    return _wraps(value_and_grad_f, fun, "value_and_grad")
 
 
 def grad(fun: Callable, argnums=0, has_aux: bool = False) -> Callable:
@@ -198,8 +210,7 @@ def grad(fun: Callable, argnums=0, has_aux: bool = False) -> Callable:
         (value, g) = vg(*args, **kwargs)
         return (g, value[1]) if has_aux else g
 
-    grad_f.__name__ = f"grad_{_name(fun)}"
-    return grad_f
+    return _wraps(grad_f, fun, "grad")
 
 
 # ------------------------------------------------------------------- forward
@@ -263,8 +274,7 @@ def _jacobian(fun, argnums, forward: bool, name: str) -> Callable:
         per_out = [p[0] if isinstance(argnums, int) else p for p in per_out]
         return tree.unflatten(lin.out_tree, per_out)
 
-    jac_f.__name__ = f"{name}_{_name(fun)}"
-    return jac_f
+    return _wraps(jac_f, fun, name)
 
 
 def _basis(types: list[ShapedType], which: int, k: int) -> list:
