@@ -164,6 +164,21 @@ def test_bench_quick_checks_agreement_and_times_the_selected_workloads(tmp_path)
     assert "| compile mlp step (disk cache) | tracegrad jit |" in result.stdout
     assert report["machine"]["threads"] == 1 and "1 thread per library" in result.stdout
     assert "OpenBLAS 1 thread" in result.stdout  # set before NumPy was imported, though the package imports it
+    from tracegrad.bench import summary
+
+    assert summary(rows) in result.stdout  # the short table, medians by workload and implementation
+    assert summary(rows).startswith("| workload | tracegrad jit | tracegrad eager | numpy |")  # no interpreter
+
+
+def test_the_readmes_benchmark_table_is_the_latest_one_in_results():
+    readme = (ROOT / "README.md").read_text()
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    section = readme.split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert table.count("\n") > 10, "the README's Benchmarks section has no table"
+    latest = results.split("\n## ")[1]  # the first section under the title is the latest run
+    assert "(latest)" in latest.splitlines()[0]
+    assert table in latest, "README.md's benchmark table is not the one in benchmarks/RESULTS.md's latest section"
 
 
 def test_bench_plot_draws_a_chart_or_says_matplotlib_is_missing(tmp_path):
@@ -221,3 +236,74 @@ def test_bench_check_compares_relative_to_each_outputs_magnitude():
     wrong[2] = args[2] - 1.05 * (args[2] - params[2])
     assert disagreement([np.ravel(p) for p in wrong], [np.ravel(p) for p in params], 1e-3) is None
     assert "output 3" in disagreement(_step_check(args, (loss, wrong)), _step_check(args, (loss, params)), 1e-3)
+
+
+# ------------------------------------------------------------- the README's links and the tutorial's code
+
+def test_readme_links_resolve_to_existing_files():
+    readme = (ROOT / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not re.match(r"[a-z]+:|#", t)]
+    missing = [t for t in links if not (ROOT / t.split("#")[0]).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+    unlinked = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if f"docs/{p.name}" not in links]
+    assert not unlinked, f"README.md does not link to {unlinked}"
+
+
+def _tutorial_blocks(text: str) -> list[tuple[int, str, str | None]]:
+    """The tutorial's ```python blocks: (the line number of the opening fence, the code, and the ```text
+    block that follows it as what it prints, or None when none follows)."""
+    lines = text.splitlines()
+    fence = lambda start: next(j for j in range(start, len(lines)) if lines[j] == "```")
+    blocks = []
+    for i, line in enumerate(lines):
+        if line == "```python":
+            end = fence(i + 1)
+            after = next((j for j in range(end + 1, len(lines)) if lines[j].strip()), None)
+            shown = None
+            if after is not None and lines[after] == "```text":
+                shown = "\n".join(lines[after + 1:fence(after + 1)])
+            blocks.append((i + 1, "\n".join(lines[i + 1:end]), shown))
+    return blocks
+
+
+# Runs the blocks in order in one namespace, as a reader's session does. Each is compiled as lines of
+# tutorial.md at their own line numbers, so an error message that cites a line cites the tutorial's.
+_RUN_BLOCKS = """
+import contextlib, io, json, linecache, sys, traceback
+text, blocks, out = sys.argv[1], json.loads(sys.stdin.read()), sys.argv[2]
+source = open(text).read()
+linecache.cache["tutorial.md"] = (len(source), None, source.splitlines(keepends=True), "tutorial.md")
+namespace, printed = {"__name__": "__main__"}, []
+for line, code in blocks:
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            exec(compile("\\n" * line + code, "tutorial.md", "exec"), namespace)
+    except BaseException:
+        sys.exit(f"the block at docs/tutorial.md:{line + 1} raised:\\n{traceback.format_exc()}")
+    printed.append(buffer.getvalue())
+open(out, "w").write(json.dumps(printed))
+"""
+
+
+def test_tutorial_code_runs_and_prints_what_it_shows(tmp_path):
+    import json
+
+    path = ROOT / "docs" / "tutorial.md"
+    blocks = _tutorial_blocks(path.read_text())
+    assert len(blocks) >= 10 and sum(shown is not None for _, _, shown in blocks) >= 10
+    python = ROOT / ".venv" / "bin" / "python"
+    out = tmp_path / "printed.json"
+    result = subprocess.run([str(python if python.exists() else sys.executable), "-c", _RUN_BLOCKS, str(path),
+                             str(out)], input=json.dumps([(line, code) for line, code, _ in blocks]), cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    for (line, _, shown), printed in zip(blocks, json.loads(out.read_text())):
+        where = f"docs/tutorial.md:{line + 1}"
+        if shown is None:
+            assert printed == "", f"the block at {where} prints, but the tutorial shows no output:\n{printed}"
+        else:
+            assert printed.rstrip("\n") == shown, (
+                f"the block at {where} prints something else than the tutorial shows (messages that cite a line "
+                f"cite tutorial.md's, which shift when lines are added above):\n{printed}")

@@ -654,6 +654,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_COLUMNS = ("tracegrad jit", "tracegrad eager", "numpy", "jax jit", "pytorch eager")
+
+
+def summary(rows: list[dict]) -> str:
+    """A Markdown table of medians, a workload a row and an implementation a column (the
+    interpreter left out): the short form the README quotes."""
+    median = {(r["workload"], r["impl"]): r["median"] for r in rows}
+    columns = [c for c in SUMMARY_COLUMNS if any(impl == c for _, impl in median)]
+    lines = ["| workload | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for w in dict.fromkeys(r["workload"] for r in rows):
+        cells = [_fmt(median[w, c]) if (w, c) in median else "-" for c in columns]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: str) -> bool:
     """A bar chart of each workload's times relative to NumPy's (first calls, which have no
     NumPy row, are left out); False, with a note, when matplotlib is not installed."""
@@ -762,6 +777,8 @@ def main(quick: bool = False, json_out: str | None = None, threads: int = 1, onl
         print(f"- {w.name}: {w.description}")
     print()
     print(table(rows))
+    print("\nMedians per call:\n")
+    print(summary(rows))
     seconds = time.perf_counter() - started
     print(f"\n(the run took {seconds:.0f} s)")
     if json_out:
