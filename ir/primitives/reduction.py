@@ -116,11 +116,11 @@ def _prod_vjp(b, cts, primals, outs, *, axes):
 
 
 reduce_sum = _reduce(
-    "reduce_sum", lambda x, axes: np.sum(x, axis=axes, dtype=x.dtype), "fi", "sum over `axes` (0 for an empty axis)",
+    "reduce_sum", lambda x, axes: np.add.reduce(x, axis=axes, dtype=x.dtype), "fi", "sum over `axes` (0 for an empty axis)",
     **linear_rules(lambda b, t, x, *, axes: b.reduce_sum(t, axes=axes),
                    lambda b, g, x, *, axes: _expand(b, g, x, axes)))
 reduce_prod = _reduce(
-    "reduce_prod", lambda x, axes: np.prod(x, axis=axes, dtype=x.dtype), "fi",
+    "reduce_prod", lambda x, axes: np.multiply.reduce(x, axis=axes, dtype=x.dtype), "fi",
     "product over `axes` (1 for an empty axis)", jvp=_prod_jvp, vjp=_prod_vjp)
 reduce_max = _reduce(
     "reduce_max", lambda x, axes: np.max(x, axis=axes), "fib",

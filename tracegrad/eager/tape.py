@@ -396,9 +396,13 @@ class TapeBuilder(Builder):
             check_finite(prim.name, outs, self._describe, derivative=self.deriving is not None)
         node = None
         if STATE.grad_enabled and prim.differentiable:
-            wanted = [type(x) is Tensor and x._requires_grad for x in inputs]
-            if True in wanted:
-                node = PrimitiveNode(prim, params, inputs, wanted)
+            for x in inputs:
+                if type(x) is Tensor and x._requires_grad:
+                    node = PrimitiveNode(prim, params, inputs, [type(x) is Tensor and x._requires_grad
+                                                                for x in inputs])
+                    break
+        if node is None and prim.family in _FRESH_OUTPUTS:  # nothing to record, and no output views an operand
+            return [Tensor._make(o if type(o) is np.ndarray else np.asarray(o)) for o in outs]
         results = []
         for i, o in enumerate(outs):
             if type(o) is not np.ndarray:
@@ -437,6 +441,9 @@ class TapeBuilder(Builder):
             src = user_source()
             return f"at {src.describe()}" if src else ""
         return f"in the derivative of {node.prim.name}" + (f", at {node.source.describe()}" if node.source else "")
+
+
+_FRESH_OUTPUTS = frozenset({"elementwise", "reduction"})  # families whose NumPy kernels always return new memory
 
 
 def _aliased(out: np.ndarray, inputs) -> Tensor | None:

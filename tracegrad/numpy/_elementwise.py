@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ir import dtypes
+from ir.primitives import REGISTRY
 
 from ..core import Tensor, Tracer, bind1
+from ..eager.tape import TAPE
 from ..errors import DTypeError
 from ..source import at_user_line
 from ._base import astype, broadcast_shapes, broadcast_to, dtype_of, elementwise, operands, python_int_out_of_range, \
@@ -143,9 +145,11 @@ def _clip_bound(bound, dt, lower: bool):
 
 # ------------------------------------------------------------------ float maths
 def _float_unary(prim: str, fname: str):
+    primitive = REGISTRY[prim]
+
     def fn(x):
-        if type(x) is Tensor and x.data.dtype.kind == "f":  # eager, nothing to convert: the common case
-            return bind1(prim, x)
+        if type(x) is Tensor and x.data.dtype.kind == "f":  # eager, nothing to convert or check: the common case
+            return TAPE.run(primitive, (x,), {}, check=False)[0]
         (x,) = operands(x)
         is_weak = getattr(x, "weak", False)
         return weak(bind1(prim, astype(x, to_float(dtype_of(x)))), is_weak)
