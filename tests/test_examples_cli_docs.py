@@ -157,8 +157,10 @@ def test_bench_quick_checks_agreement_and_times_the_selected_workloads(tmp_path)
             assert (workload, impl) in timed
     assert ("compile mlp step (cold)", "tracegrad jit") in timed
     assert ("compile mlp step (disk cache)", "tracegrad jit") in timed
+    assert ("compile mlp step (library cached)", "tracegrad jit") in timed
     assert {r["workload"] for r in rows} == {"dispatch x*2+1", "dispatch x*y+z", "mlp step",
-                                              "compile mlp step (cold)", "compile mlp step (disk cache)"}
+                                              "compile mlp step (cold)", "compile mlp step (library cached)",
+                                              "compile mlp step (disk cache)"}
     assert all(0 < r["min"] <= r["median"] <= r["max"] for r in rows)
     assert "| mlp step | tracegrad jit |" in result.stdout
     assert "| compile mlp step (disk cache) | tracegrad jit |" in result.stdout
@@ -208,7 +210,7 @@ def test_bench_covers_the_native_backends_the_eager_modes_and_the_rnns_workloads
                      "elementwise 1e7 value_and_grad", "mlp loss", "mlp value_and_grad", "mlp step", "softmax xent",
                      "softmax xent value_and_grad", "eager overhead", "eager overhead value_and_grad",
                      "rnn value_and_grad", "dispatch x*2+1", "dispatch x*y+z", "compile mlp step (cold)",
-                     "compile mlp step (disk cache)"]
+                     "compile mlp step (library cached)", "compile mlp step (disk cache)"]
     assert [w.name for w in workloads(quick=True)][:4] == ["elementwise 1e5", "elementwise 1e5 value_and_grad",
                                                            "elementwise 1e6", "elementwise 1e6 value_and_grad"]
     for w in workloads(quick=True):

@@ -54,7 +54,8 @@ class FirstCall:
     name: str
     description: str
     impls: list[str]
-    cache: str  # "cold": an empty TRACEGRAD_CACHE_DIR; "disk": the directory a cold run filled
+    cache: str  # "cold": an empty TRACEGRAD_CACHE_DIR; "library": one holding the matmul library only;
+    # "disk": the directory a cold run filled
 
 
 _MODULES: dict[str, object] = {}
@@ -445,6 +446,9 @@ def workloads(quick: bool) -> list[Workload | FirstCall]:
         FirstCall("compile mlp step (cold)", "the first call of the jitted mlp step in a fresh process, imports "
                   "excluded: trace, passes, code generation and one run; tracegrad with an empty "
                   "TRACEGRAD_CACHE_DIR, JAX with its persistent cache off", ["tracegrad jit"] + jax, "cold"),
+        FirstCall("compile mlp step (library cached)", "the same on a cache directory that holds only the matmul "
+                  "library, compiled once per machine (by an earlier process): what the first call of a new "
+                  "program costs once tracegrad has run on the machine", ["tracegrad jit"], "library"),
         FirstCall("compile mlp step (disk cache)", "the same in a new process, served from the on-disk cache "
                   "the cold run filled", ["tracegrad jit"], "disk"),
     ]
@@ -553,6 +557,12 @@ def first_call_child(impl: str) -> None:
         seconds = time.perf_counter() - start
         native = getattr(jf.lower(*args).compile(), "_native", None)
         from_disk = getattr(native, "from_disk", None)
+    elif impl == "tracegrad library":  # not timed: fills the cache directory with the float32 matmul library
+        from codegen import gemm, library
+
+        library.load({gemm.function_name("float32"), *gemm.every_microkernel("float32")})
+        print(json.dumps(dict(seconds=0.0, loss=None, from_disk=None)))
+        return
     elif impl == "jax jit":
         import jax
         import jax.numpy as jnp
@@ -583,7 +593,8 @@ def _run_child(impl: str, threads: int, cache_dir: str) -> dict:
 
 def _time_first_calls(selected: list[FirstCall], quick: bool, threads: int) -> list[dict]:
     """Fresh processes: per repeat, tracegrad cold on an empty cache directory, then tracegrad again
-    on the directory it filled, then JAX (cold)."""
+    on the directory it filled, then tracegrad on a directory holding only the matmul library, then
+    JAX (cold)."""
     wanted = {(w.cache, impl) for w in selected for impl in w.impls}
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in wanted}
     want_loss = float(_mlp_value_and_grad_numpy(*_mlp_inputs())[0])
@@ -601,6 +612,13 @@ def _time_first_calls(selected: list[FirstCall], quick: bool, threads: int) -> l
                         raise AssertionError("the second first call was not served from the disk cache (did the "
                                              "code generator's source change between the two runs?)")
                     runs.append(("disk", "tracegrad jit", warm))
+        if ("library", "tracegrad jit") in wanted:
+            with tempfile.TemporaryDirectory(prefix="tracegrad-bench-library-") as cache:
+                _run_child("tracegrad library", threads, cache)
+                compiled = _run_child("tracegrad jit", threads, cache)
+                if compiled["from_disk"]:
+                    raise AssertionError("the first call on a directory holding only the library came from disk")
+                runs.append(("library", "tracegrad jit", compiled))
         if ("cold", "jax jit") in wanted:
             with tempfile.TemporaryDirectory(prefix="tracegrad-bench-jax-") as unused:
                 runs.append(("cold", "jax jit", _run_child("jax jit", threads, unused)))
