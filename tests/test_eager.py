@@ -1029,6 +1029,26 @@ def test_checkpoint_gives_identical_values_and_gradients_including_closed_over_p
     close(gW, W.grad, rtol=0, atol=0)
 
 
+def test_second_derivatives_through_a_checkpoint_equal_those_without_it():
+    """create_graph through a checkpoint: the recomputed values carry the history of the
+    values they stand for, so the gradient's own gradient reaches the input and the
+    closed-over parameter through the block, as without the checkpoint."""
+    W = leaf(N(3, 3, seed=12))
+    x0 = N(4, 3, seed=13)
+
+    def block(h):
+        return tnp.sin(tnp.tanh(h @ W) * h)
+
+    results = []
+    for checkpointed in (False, True):
+        x = leaf(x0)
+        out = tg.eager.checkpoint(block, x) if checkpointed else block(x)
+        gx, gW = tg.eager.grad((out ** 2).sum(), [x, W], create_graph=True)
+        results.append(tg.eager.grad((gx * gx).sum() + gW.sum(), [x, W]))
+    for plain, checkpointed in zip(*results):
+        close(checkpointed, plain, rtol=1e-6, atol=1e-6)
+
+
 def test_checkpoint_differentiates_closed_over_parameters_when_the_input_does_not_require_grad():
     W = leaf(N(3, 3, seed=9))
     X = tg.tensor(N(4, 3, seed=10))

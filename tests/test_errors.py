@@ -364,3 +364,23 @@ def test_debug_nans_inside_a_loop_body_names_variables_as_the_programs_dump():
     name = message.split("produced nan in ")[1].split(":")[0]
     dump = tg.jit(logs_in_a_loop).lower(x).as_text("optimized")
     assert f"{name}: f64[2] = log" in dump
+
+
+# ------------------------------------------------------------ eager Tensors given to traced transformations
+def sum_of_squares(x):
+    return tnp.sum(x * x)
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: tg.jit(sum_of_squares)(t),
+    lambda t: tg.grad(sum_of_squares)(t),
+    lambda t: tg.value_and_grad(sum_of_squares)(t),
+    lambda t: tg.jacfwd(sum_of_squares)(t),
+    lambda t: tg.vjp(sum_of_squares, t),
+    lambda t: tg.jvp(sum_of_squares, (t,), (np.ones(2, f32),)),
+], ids=["jit", "grad", "value_and_grad", "jacfwd", "vjp", "jvp"])
+def test_a_tensor_given_to_a_traced_transformation_says_to_pass_an_array_or_run_eager(call):
+    t = tg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(tg.ArgumentError, match=r"is an eager tg.Tensor: .*Pass t.detach\(\).numpy\(\), or call the "
+                                               r"function directly on Tensors"):
+        call(t)

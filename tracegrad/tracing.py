@@ -71,6 +71,14 @@ def _takes_varargs(fun) -> bool:
         return True
 
 
+def tensor_argument(which: str, fname: str) -> ArgumentError:
+    """The error for an eager Tensor given to jit or a transformation, which take arrays."""
+    return ArgumentError(
+        f"{which} of {fname}() is an eager tg.Tensor: jit and the transformations trace NumPy "
+        f"arrays and differentiate the graph themselves. Pass t.detach().numpy(), or call the function "
+        f"directly on Tensors to run it define-by-run (its gradient then comes from backward())")
+
+
 def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), static_argnames=()) -> ArgSplit:
     fname = getattr(fun, "__name__", "function")
     try:
@@ -117,10 +125,7 @@ def split_args(fun: Callable, args: tuple, kwargs: dict, static_argnums=(), stat
     types = []
     for path, leaf in zip(paths, leaves):
         if isinstance(leaf, Tensor):
-            raise ArgumentError(
-                f"argument {path} of {fname}() is an eager tg.Tensor: jit and the transformations trace NumPy "
-                f"arrays and differentiate the graph themselves. Pass t.detach().numpy(), or call the function "
-                f"directly on Tensors to run it define-by-run (its gradient then comes from backward())")
+            raise tensor_argument(f"argument {path}", fname)
         if not isinstance(leaf, (Tracer, np.ndarray, np.generic, bool, int, float, complex)):
             raise ArgumentError(
                 f"argument {path} of {fname}() is a {type(leaf).__name__}, not an array: pass a NumPy array or a "

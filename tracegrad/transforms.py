@@ -27,6 +27,7 @@ from . import tree
 from .core import Tensor, Trace, Tracer, as_operand, bind1, current_trace, type_and_weak
 from .errors import ArgumentError, DTypeError, ShapeError
 from .jit import _result
+from .tracing import tensor_argument
 
 
 class Linearized:
@@ -121,6 +122,8 @@ def _wraps(wrapper: Callable, fun: Callable, prefix: str) -> Callable:
 def _check_float(args, what: str) -> None:
     leaves, _ = tree.flatten(args)
     for i, leaf in enumerate(leaves):
+        if isinstance(leaf, Tensor):
+            raise tensor_argument(f"input {i}", what)
         t, _ = type_and_weak(as_operand(leaf))
         if not dtypes.is_float(t.dtype):
             raise DTypeError(f"{what} requires float inputs, but input {i} has dtype {t.dtype} ({t}). Differentiate "

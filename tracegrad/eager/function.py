@@ -159,9 +159,25 @@ class _Checkpoint(_Region):
             raise RuntimeError("checkpoint: the function recorded different operations when it ran again for "
                                "backward; a checkpointed function must compute the same way every time (no "
                                "randomness or global state that changes between calls)")
+        # A replayed operand is a Tensor of the replay's own graph: give it back the history of the value it
+        # stands for (an argument, or an output of one of this region's nodes), so that a create_graph backward
+        # differentiates through the block into what it was computed from.
+        stands_for = {id(copy): a for copy, (a, _) in zip(args, self.args) if isinstance(a, Tensor)}
+        node_for = {id(replayed): node for node, replayed in zip(self.nodes, again.nodes)}
+
+        def original(entry):
+            value = entry[0]
+            if type(value) is Tensor:
+                if id(value) in stands_for:
+                    return (stands_for[id(value)],) + entry[1:]
+                node = node_for.get(id(value.grad_fn))
+                if node is not None:
+                    return (Tensor._make(value.data, node, value._output_nr, True, value._counter),) + entry[1:]
+            return entry
+
         for node, replayed in zip(self.nodes, again.nodes):
             if node.recompute is self:  # not yet run backward (and released) without needing its values
-                node._saved = [mine if mine is not None else theirs
+                node._saved = [mine if mine is not None else original(theirs)
                                for mine, theirs in zip(node._saved, replayed._saved)]
                 node.recompute = None
 
