@@ -1,5 +1,6 @@
 """The speed targets the issues set, checked against a fresh run of the
-benchmark workloads (``python benchmarks/targets.py [--quick]``). A benchmark,
+benchmark workloads (``python benchmarks/targets.py [--quick]``), or against a saved run
+(``python benchmarks/targets.py --json FILE``, FILE from ``python -m tracegrad bench --json FILE``). A benchmark,
 not a test: it reports each target as met or missed, with the measured ratio.
 Targets against JAX or PyTorch are skipped when those are not installed.
 One thread against one thread: run it pinned to one core
@@ -45,7 +46,14 @@ TARGETS = [
 
 
 def main() -> int:
-    rows = {(r["workload"], r["impl"]): r["median"] for r in run(quick="--quick" in sys.argv)}
+    if "--json" in sys.argv:  # a saved run (``python -m tracegrad bench --json FILE``) instead of a new one
+        import json
+
+        with open(sys.argv[sys.argv.index("--json") + 1]) as f:
+            measured = json.load(f)["rows"]
+    else:
+        measured = run(quick="--quick" in sys.argv)
+    rows = {(r["workload"], r["impl"]): r["median"] for r in measured}
     missed = 0
     for workload, impl, reference, limit in TARGETS:
         if reference is not None and (workload, reference) not in rows:
