@@ -27,10 +27,13 @@ independent ``llvm.fma`` -- 29 of the 32 zmm registers, at least the 2 FMA ports
 cycles of latency in flight, and 10 loads per 24 FMAs, well under the load ports' rate.
 (Measured against 14x2, 12x2, 8x3, 5x5 and 4x6 tiles: 6x4 and 8x3 were fastest, 14x2,
 with 16 loads per 28 FMAs, slowest; 6x4 also divides NR evenly into power-of-two n.)
-The k loop is unrolled 4 times and nothing is spilled. A is read in one of two layouts,
-each with its kernels: *by rows* (MR rows some stride apart, k steps contiguous: A as
-stored, packed into row panels by plain copies or read in place) or *k-major* (MR
-elements per k step: a transposed A, packed by plain copies). Both measure the same.
+The k loop is unrolled 4 times and nothing is spilled. The kernel reads A[i, p] at
+``a[i*a_rs + p*a_ks]`` through one pointer per row, so one kernel serves both layouts the
+driver gives it: *by rows* (``a_ks = 1``: A as stored, read in place or packed into row
+panels by plain copies) and *k-major* (``a_rs = 1, a_ks = MR``: a transposed A, packed
+by plain copies). Two kernels per width, one per layout with constant offsets, measured
+the same on rows and 0-2 % (float32) or 2-5 % (float64) faster on a transposed A; one
+kernel halves what the library compiles (see library.py).
 
 The cache blocking (Goto/BLIS loop nest)
 ----------------------------------------
@@ -174,50 +177,54 @@ def define_gemm(module: ir.Module, dtype: str, with_kernels: bool = True) -> ir.
     return _GemmGenerator(module, BLOCKINGS[dtype]).define(name, with_kernels)
 
 
-def define_microkernel(module: ir.Module, dtype: str, layout: str, nv: int) -> ir.Function:
-    """Define the micro-kernel ``tg_gemm_<dtype>.ukr.<layout>.<nv>`` alone in ``module``, with
+def define_microkernel(module: ir.Module, dtype: str, nv: int) -> ir.Function:
+    """Define the micro-kernel ``tg_gemm_<dtype>.ukr.<nv>`` alone in ``module``, with
     external linkage: a piece of the library that the driver's table points to."""
-    fn = _GemmGenerator(module, BLOCKINGS[dtype]).define_microkernel(nv, kmajor=layout == "kmajor")
+    fn = _GemmGenerator(module, BLOCKINGS[dtype]).define_microkernel(nv)
     fn.linkage = ""
     return fn
 
 
-LAYOUTS = ("rows", "kmajor")  # how a micro-kernel reads A: the table's first NV entries, then the next NV
-
-
-def microkernel_name(dtype: str, layout: str, nv: int) -> str:
-    return f"{function_name(dtype)}.ukr.{layout}.{nv}"
+def microkernel_name(dtype: str, nv: int) -> str:
+    return f"{function_name(dtype)}.ukr.{nv}"
 
 
 def table_name(dtype: str) -> str:
     return f"{function_name(dtype)}.kernels"
 
 
-def kernel_slot(layout: str, nv: int, blocking: Blocking) -> int:
-    """The entry of the driver's table for the micro-kernel of ``nv`` vectors reading A by ``layout``."""
-    return LAYOUTS.index(layout) * blocking.nv + nv - 1
+def kernel_slot(nv: int) -> int:
+    """The entry of the driver's table for the micro-kernel of ``nv`` vectors."""
+    return nv - 1
 
 
-def micro_kernels(dtype: str, n: int, a_cs: int) -> set[str]:
-    """The micro-kernels a call with ``n`` columns of C and A's column stride ``a_cs`` runs: what
-    the driver's loop nest picks for each NR-wide panel of each NC-wide block (a call with
-    ``n <= 0`` runs none). Which kernels run depends on nothing else, so a program whose
-    matmul shapes are known when it is compiled names the pieces it needs."""
+def micro_kernels(dtype: str, n: int) -> set[str]:
+    """The micro-kernels a call with ``n`` columns of C runs: what the driver's loop nest picks
+    for each NR-wide panel of each NC-wide block (a call with ``n <= 0`` runs none). Which
+    kernels run depends on nothing else, so a program whose matmul shapes are known when it
+    is compiled names the pieces it needs."""
     bl = BLOCKINGS[dtype]
-    layout = "rows" if a_cs == 1 else "kmajor"
     found = set()
     for jc in range(0, max(n, 0), bl.nc):
         nc = min(bl.nc, n - jc)
         for jr in range(0, nc, bl.nr):
-            found.add(microkernel_name(dtype, layout, -(-min(bl.nr, nc - jr) // bl.lanes)))
+            found.add(microkernel_name(dtype, -(-min(bl.nr, nc - jr) // bl.lanes)))
     return found
 
 
 def every_microkernel(dtype: str) -> list[str]:
-    return [microkernel_name(dtype, layout, nv) for layout in LAYOUTS for nv in range(1, BLOCKINGS[dtype].nv + 1)]
+    return [microkernel_name(dtype, nv) for nv in range(1, BLOCKINGS[dtype].nv + 1)]
 
 
 # --------------------------------------------------------------------------- IR helpers
+def _opaque(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """``value``, through an empty inline-asm statement the optimisers cannot see into. The
+    micro-kernel's row pointers and k offsets go through it: seeing them as one base plus
+    ``i*a_rs + u*a_ks``, loop strength reduction makes 24 loop-invariant addresses of the 6
+    rows and 4 k steps, more than the registers, and reloads them from the stack in the
+    hot loop; opaque, they stay 6 pointers and 4 offsets, in registers."""
+    asm = ir.InlineAsm(ir.FunctionType(value.type, [value.type]), "", "=r,0")
+    return b.call(asm, [value])
 
 
 def _const(n: int, t: ir.IntType = I64) -> ir.Constant:
@@ -377,24 +384,25 @@ class _GemmGenerator:
 
     # ---- the micro-kernel
 
-    def define_microkernel(self, nv: int, kmajor: bool) -> ir.Function:
-        """``ukr(kc, a, a_rs, bp, c, c_rs, rows, beta, last_mask, pf, pf_step)``:
-        C[:rows, :nv*lanes] = (beta ? C : 0) + A[:rows, :kc] @ Bp.
+    def define_microkernel(self, nv: int) -> ir.Function:
+        """``ukr(kc, a, a_rs, a_ks, bp, c, c_rs, rows, beta, last_mask, pf, pf_step)``:
+        C[:rows, :nv*lanes] = (beta ? C : 0) + A[:rows, :kc] @ Bp, A[i, p] at
+        ``a[i*a_rs + p*a_ks]``.
 
-        A is a k-major packed panel (``kmajor``: kc groups of ``MR`` elements, padding rows
-        zero) or MR rows ``a_rs`` apart with contiguous k steps (A in place, or a row
-        panel packed with ``a_rs = kc``). ``bp`` holds kc rows of
+        The driver passes MR rows with contiguous k steps (``a_ks = 1``: A in place, or a row
+        panel packed with ``a_rs = kc``) or a k-major packed panel (``a_rs = 1, a_ks = MR``:
+        kc groups of ``MR`` elements, padding rows zero). ``bp`` holds kc rows of
         ``NR`` elements, 64-byte aligned, of which the first ``nv`` vectors are read.
         Only the first ``rows`` rows of C are touched, and the last vector of each row
         only under ``last_mask``. The kernel prefetches one row of ``NR`` elements at
         ``pf + i * pf_step`` in main-loop iteration i (see ``prefetch_plan``)."""
         bl = self.bl
         mr, lanes = bl.mr, bl.lanes
-        fn = self.new_function(f"{self.prefix}.ukr.{'kmajor' if kmajor else 'rows'}.{nv}", [
-            ("kc", I64), ("a", self.ptr), ("a_rs", I64), ("bp", self.ptr),
+        fn = self.new_function(f"{self.prefix}.ukr.{nv}", [
+            ("kc", I64), ("a", self.ptr), ("a_rs", I64), ("a_ks", I64), ("bp", self.ptr),
             ("c", self.ptr), ("c_rs", I64), ("rows", I64), ("beta", I32), ("last_mask", self.mask_int),
             ("pf", I8.as_pointer()), ("pf_step", I64)])
-        kc, a, a_rs, bp, c, c_rs, nrows, beta, last_mask_int, pf, pf_step = fn.args
+        kc, a, a_rs, a_ks, bp, c, c_rs, nrows, beta, last_mask_int, pf, pf_step = fn.args
         for arg in (a, bp, c):
             arg.attributes.add("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -417,22 +425,20 @@ class _GemmGenerator:
                               _const(bl.unroll))
         c_prefetch_at = b.select(b.icmp_signed("<", c_prefetch_at, _const(0)), _const(0), c_prefetch_at)
 
-        # Where the k loop reads A. K-major: one pointer to the current k step's MR elements,
-        # so every broadcast is a pointer plus a constant. By rows: one pointer per row, a
-        # row past `rows` aliasing row 0 (its sums are never stored); LLVM rewrites these as
-        # one pointer plus row offsets in registers (measured as fast).
-        if kmajor:
-            a_start = [a]
-        else:
-            a_start = [b.select(b.icmp_signed("<", _const(i), nrows), b.gep(a, [b.mul(a_rs, _const(i))]), a)
-                       for i in range(mr)]
+        # Where the k loop reads A: one pointer per row, a row past `rows` aliasing row 0 (its
+        # sums are never stored), stepping a_ks elements per k step. One kernel serves both
+        # layouts the driver packs, so the library has one kernel per tile width, not two; the
+        # strided broadcasts cost nothing measurable against the FMAs they feed.
+        a_start = [_opaque(b, b.select(b.icmp_signed("<", _const(i), nrows), b.gep(a, [b.mul(a_rs, _const(i))]), a))
+                   for i in range(mr)]
+        k_offsets = [_opaque(b, b.mul(a_ks, _const(u))) for u in range(bl.unroll + 1)]  # u k steps on, in elements
 
         def a_element(b: ir.IRBuilder, pointers: list[ir.Value], u: int, i: int) -> ir.Value:
             """A[i, p + u] for the k step p the pointers are at."""
-            return b.load(self.at(b, pointers[0], u * mr + i) if kmajor else self.at(b, pointers[i], u))
+            return b.load(b.gep(pointers[i], [k_offsets[u]]) if u else pointers[i])
 
         def a_advance(b: ir.IRBuilder, pointers: list[ir.Value], steps: int) -> list[ir.Value]:
-            return [self.at(b, ptr, steps * mr if kmajor else steps) for ptr in pointers]
+            return [_opaque(b, b.gep(ptr, [k_offsets[steps]])) for ptr in pointers]
 
         def step(b: ir.IRBuilder, a_ptrs: list[ir.Value], u: int, b_row: ir.Value,
                  accs: list[list[ir.Value]]) -> list[list[ir.Value]]:
@@ -663,12 +669,11 @@ class _GemmGenerator:
         """The exported driver: the loop nest of the module docstring around the packers it
         defines first, calling the micro-kernels through its table (see ``define_gemm``)."""
         bl = self.bl
-        table_type = ir.ArrayType(I8.as_pointer(), len(LAYOUTS) * bl.nv)
+        table_type = ir.ArrayType(I8.as_pointer(), bl.nv)
         table = ir.GlobalVariable(self.module, table_type, table_name(bl.dtype))
         table.align = 8
         if with_kernels:
-            kernels = [self.define_microkernel(nv, kmajor=layout == "kmajor")
-                       for layout in LAYOUTS for nv in range(1, bl.nv + 1)]
+            kernels = [self.define_microkernel(nv) for nv in range(1, bl.nv + 1)]
             table.initializer = ir.Constant(table_type, [k.bitcast(I8.as_pointer()) for k in kernels])
             table.global_constant = True
             table.linkage = "internal"
@@ -720,6 +725,7 @@ class _GemmGenerator:
         kcb = b.select(direct_a, _balanced_block(b, k, bl.kc_direct, bl.unroll),
                        _balanced_block(b, k, bl.kc, bl.unroll))
         mcb = _balanced_block(b, m, bl.mc, bl.mr)
+        tile_ks = b.select(a_rows, _const(1), _const(bl.mr))  # k steps of a row panel or of a k-major one
 
         with _loop(b, _const(0), n, bl.nc, "jc") as jc:
             nc = _min(b, _const(bl.nc), b.sub(n, jc))
@@ -755,10 +761,12 @@ class _GemmGenerator:
                             pf, pf_step = pf_plan(b, b.sdiv(ir_, _const(bl.mr)))
                             tile_a = b.select(direct_a, b.gep(a_block, [b.mul(ir_, a_rs)]),
                                               b.gep(apack, [b.mul(ir_, kc)]))
-                            args = [kc, tile_a, b.select(direct_a, a_rs, kc), bpanel,
+                            # A's rows: as stored, a row panel's (kc apart) or a k-major panel's.
+                            tile_rs = b.select(a_rows, b.select(direct_a, a_rs, kc), _const(1))
+                            args = [kc, tile_a, tile_rs, tile_ks, bpanel,
                                     b.gep(c_col, [b.mul(b.add(ic, ir_), c_rs)]), c_rs, mr, beta, last_mask,
                                     pf, pf_step]
-                            self.dispatch(b, a_rows, nvec, args)
+                            self.dispatch(b, nvec, args)
         b.ret_void()
         return fn
 
@@ -805,11 +813,11 @@ class _GemmGenerator:
 
         return plan
 
-    def dispatch(self, b: ir.IRBuilder, a_rows: ir.Value, nvec: ir.Value, args: list[ir.Value]) -> None:
-        """Call the kernel for ``nvec`` vectors per row that reads A by rows or k-major: entry
-        ``nvec - 1`` (by rows) or ``NV + nvec - 1`` (k-major) of the table, an indirect call
-        (once per tile of at least kc x MR x NR multiply-adds, so its cost does not show)."""
-        slot = b.add(b.sub(nvec, _const(1)), b.select(a_rows, _const(0), _const(self.bl.nv)))
+    def dispatch(self, b: ir.IRBuilder, nvec: ir.Value, args: list[ir.Value]) -> None:
+        """Call the kernel for ``nvec`` vectors per row: entry ``nvec - 1`` of the table, an
+        indirect call (once per tile of at least kc x MR x NR multiply-adds, so its cost does
+        not show)."""
+        slot = b.sub(nvec, _const(1))
         kernel = b.load(b.gep(self.table, [_const(0), slot]), align=8)
         kernel_type = ir.FunctionType(VOID, [a.type for a in args])
         b.call(b.bitcast(kernel, kernel_type.as_pointer()), args)

@@ -185,7 +185,7 @@ class Kernel:
             layout = gemm_layout(e) if e.prim.name == "dot_general" else None
             if layout is not None:
                 dtype = e.outputs[0].type.dtype.name
-                found |= {function_name(dtype)} | micro_kernels(dtype, layout.n, layout.a_cs)
+                found |= {function_name(dtype)} | micro_kernels(dtype, layout.n)
         return found
 
     def _plan_stages(self) -> None:

@@ -6,10 +6,10 @@ address is registered with LLVM's symbol table, and programs call it by name.
 
 The library is built in pieces, each compiled on demand and cached on disk on its
 own: per dtype, the driver with its packers (``tg_gemm_<dtype>``, what programs
-call), and each micro-kernel (``tg_gemm_<dtype>.ukr.<layout>.<nv>``), which the
+call), and each micro-kernel (``tg_gemm_<dtype>.ukr.<nv>``), which the
 driver calls through a table the library fills as it loads them. A program
 names the micro-kernels its matmul shapes run (``gemm.micro_kernels``): the MLP
-step needs 4 of the 8 float32 ones.
+step needs 2 of the 4 float32 ones.
 
 The GEMM is vectorised and scheduled by hand, so it is compiled with the light
 pipeline (``target.tidy``), not O3: the same hot loops, in a third of the time.
@@ -39,14 +39,10 @@ _BUILDING: dict[str, threading.Event] = {}  # routine name -> set when its build
 _LOCK = threading.Lock()
 
 
-def _parse(routine: str) -> tuple[str, str | None, int | None]:
-    """(dtype, layout, nv) of a micro-kernel's name; (dtype, None, None) of a driver's."""
-    driver, _, kernel = routine.partition(".ukr.")
-    dtype = driver.rsplit("_", 1)[1]
-    if not kernel:
-        return dtype, None, None
-    layout, nv = kernel.split(".")
-    return dtype, layout, int(nv)
+def _parse(routine: str) -> tuple[str, int | None]:
+    """(dtype, nv) of a micro-kernel's name; (dtype, None) of a driver's."""
+    driver, _, nv = routine.partition(".ukr.")
+    return driver.rsplit("_", 1)[1], int(nv) if nv else None
 
 
 def declare(module: ir.Module, routine: str) -> ir.Function:
@@ -66,11 +62,11 @@ def _build(routine: str) -> target.Engine:
     if obj is not None:
         return target.Engine(obj=obj)
     module = ir.Module(name=routine)
-    dtype, layout, nv = _parse(routine)
-    if layout is None:
+    dtype, nv = _parse(routine)
+    if nv is None:
         gemm.define_gemm(module, dtype, with_kernels=False)
     else:
-        gemm.define_microkernel(module, dtype, layout, nv)
+        gemm.define_microkernel(module, dtype, nv)
     engine, _ = target.compile_module(str(module), tuned=True)
     if engine.object_code is not None:
         store_cached(key, engine.object_code)
@@ -81,9 +77,9 @@ def _link(routine: str) -> None:
     """Publish a loaded routine: a driver's symbol to LLVM (programs call it by name), a
     micro-kernel's address into its driver's table (the driver calls it from there). Both
     orders of loading end with every loaded micro-kernel in its table."""
-    dtype, layout, nv = _parse(routine)
+    dtype, nv = _parse(routine)
     driver = gemm.function_name(dtype)
-    if layout is None:
+    if nv is None:
         llvm.add_symbol(routine, _LOADED[routine].address(routine))
         kernels = [name for name in gemm.every_microkernel(dtype) if name in _LOADED]
     else:
@@ -92,8 +88,7 @@ def _link(routine: str) -> None:
         return
     table = _LOADED[driver].global_address(gemm.table_name(dtype))
     for name in kernels:
-        _, layout, nv = _parse(name)
-        slot = gemm.kernel_slot(layout, nv, gemm.BLOCKINGS[dtype])
+        slot = gemm.kernel_slot(_parse(name)[1])
         ctypes.c_void_p.from_address(table + 8 * slot).value = _LOADED[name].address(name)
 
 

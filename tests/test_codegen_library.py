@@ -28,13 +28,11 @@ def run(script: str, cache: str, *args: str) -> dict:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [0, 1, 10, 15, 16, 17, 33, 64, 65, 130, 1030, 2100])
-@pytest.mark.parametrize("a_cs", [1, 7])
-def test_micro_kernels_names_one_kernel_per_panel_width(dtype, n, a_cs):
+def test_micro_kernels_names_one_kernel_per_panel_width(dtype, n):
     bl = gemm.BLOCKINGS[dtype]
-    names = gemm.micro_kernels(dtype, n, a_cs)
+    names = gemm.micro_kernels(dtype, n)
     widths = {min(bl.nr, min(bl.nc, n - jc) - jr) for jc in range(0, n, bl.nc) for jr in range(0, min(bl.nc, n - jc), bl.nr)}
-    layout = "rows" if a_cs == 1 else "kmajor"
-    assert names == {gemm.microkernel_name(dtype, layout, -(-w // bl.lanes)) for w in widths}
+    assert names == {gemm.microkernel_name(dtype, -(-w // bl.lanes)) for w in widths}
     assert names <= set(gemm.every_microkernel(dtype))
 
 
@@ -64,7 +62,7 @@ ONLY_LISTED = """
         for m, k, n, at, bt in cases:
             ctypes.memset(table, 0, 8 * len(gemm.every_microkernel(dtype)))
             a_cs = m if at else 1
-            for name in gemm.micro_kernels(dtype, n, a_cs):
+            for name in gemm.micro_kernels(dtype, n):
                 library._link(name)
             a = rng.standard_normal((k, m) if at else (m, k)).astype(dtype)
             b = rng.standard_normal((n, k) if bt else (k, n)).astype(dtype)
@@ -106,19 +104,19 @@ PIECES = """
 
 def test_library_pieces_are_built_on_demand_cached_one_by_one_and_a_corrupt_one_is_rebuilt(tmp_path):
     cache = str(tmp_path)
-    first = run(PIECES, cache, "10")  # n = 10: one panel of one vector, A by rows
-    assert first["routines"] == ["tg_gemm_float32", "tg_gemm_float32.ukr.rows.1"]
+    first = run(PIECES, cache, "10")  # n = 10: one panel of one vector
+    assert first["routines"] == ["tg_gemm_float32", "tg_gemm_float32.ukr.1"]
     assert first["loaded"] == first["routines"], "only the pieces the program calls are built"
     assert not first["from_disk"]
     for path in first["files"].values():
         assert os.path.exists(path), "every piece is cached on its own"
 
     second = run(PIECES, cache, "100")  # 64 + 36 columns: the driver from disk, two more kernels built
-    assert second["routines"] == ["tg_gemm_float32", "tg_gemm_float32.ukr.rows.3", "tg_gemm_float32.ukr.rows.4"]
+    assert second["routines"] == ["tg_gemm_float32", "tg_gemm_float32.ukr.3", "tg_gemm_float32.ukr.4"]
     assert second["files"]["tg_gemm_float32"] == first["files"]["tg_gemm_float32"]
-    assert os.path.exists(second["files"]["tg_gemm_float32.ukr.rows.3"])
+    assert os.path.exists(second["files"]["tg_gemm_float32.ukr.3"])
 
-    kernel = first["files"]["tg_gemm_float32.ukr.rows.1"]
+    kernel = first["files"]["tg_gemm_float32.ukr.1"]
     with open(kernel, "rb") as f:
         blob = f.read()
     with open(kernel, "wb") as f:
@@ -137,10 +135,10 @@ def test_a_build_that_fails_on_the_library_thread_fails_the_compile_that_waits_f
 
     monkeypatch.setattr(library, "_build", broken)
     monkeypatch.setattr(library, "load_cached", lambda key: None)
-    pending = library.start(["tg_gemm_float32.ukr.rows.9"])
-    with pytest.raises(RuntimeError, match="cannot build tg_gemm_float32.ukr.rows.9"):
+    pending = library.start(["tg_gemm_float32.ukr.9"])
+    with pytest.raises(RuntimeError, match="cannot build tg_gemm_float32.ukr.9"):
         pending.wait()
-    assert "tg_gemm_float32.ukr.rows.9" not in library._BUILDING, "a failed build may be tried again"
+    assert "tg_gemm_float32.ukr.9" not in library._BUILDING, "a failed build may be tried again"
 
 
 CONCURRENT = """
@@ -172,5 +170,5 @@ CONCURRENT = """
 
 def test_programs_compiled_at_once_on_several_threads_share_the_pieces_they_need(tmp_path):
     loaded = run(CONCURRENT, str(tmp_path))["loaded"]
-    assert loaded == ["tg_gemm_float32", "tg_gemm_float32.ukr.rows.1", "tg_gemm_float32.ukr.rows.2",
-                      "tg_gemm_float32.ukr.rows.3", "tg_gemm_float32.ukr.rows.4"]
+    assert loaded == ["tg_gemm_float32", "tg_gemm_float32.ukr.1", "tg_gemm_float32.ukr.2",
+                      "tg_gemm_float32.ukr.3", "tg_gemm_float32.ukr.4"]
