@@ -499,20 +499,30 @@ def disagreement(got: list[np.ndarray], want: list[np.ndarray], rtol: float) -> 
 
 
 # ------------------------------------------------------------------- timing
-def time_call(fn: Callable[[], object], quick: bool) -> list[float]:
-    """Per-call seconds over repeats; each repeat runs enough calls to last ~20 ms."""
+def _calls_per_batch(fn: Callable[[], object]) -> int:
+    """How many calls of ``fn`` last about 20 ms (after one warm-up call)."""
     fn()
     start, calls = time.perf_counter(), 0
     while time.perf_counter() - start < 0.02:
         fn()
         calls += 1
-    number = max(calls, 1)
-    samples = []
+    return max(calls, 1)
+
+
+def time_calls(fns: dict[str, Callable[[], object]], quick: bool) -> dict[str, list[float]]:
+    """Per-call seconds of each function, over rounds of one ~20 ms batch of each in turn.
+    Interleaved, so that a burst of load from elsewhere on this shared machine (it can halve
+    the speed of everything for a second or two) falls on every implementation alike and
+    the ratios of the medians hold."""
+    numbers = {name: _calls_per_batch(fn) for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(5 if quick else 15):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - start) / number)
+        for name, fn in fns.items():
+            number = numbers[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
     return samples
 
 
@@ -534,10 +544,7 @@ def _time_workload(w: Workload, quick: bool) -> list[dict]:
         problem = disagreement(view(args, call()), reference, w.rtol)
         if problem:
             raise AssertionError(f"{w.name}: {name} disagrees with NumPy: {problem}")
-    rows = []
-    for name, call in calls.items():
-        rows.append(_row(w, name, time_call(call, quick)))
-    return rows
+    return [_row(w, name, samples) for name, samples in time_calls(calls, quick).items()]
 
 
 # ------------------------------------------------- first calls, in fresh processes
@@ -783,8 +790,8 @@ def main(quick: bool = False, json_out: str | None = None, threads: int = 1, onl
     command = "python -m tracegrad bench" + "".join(f" {a}" for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
         else None
     print(f"tracegrad bench{' (quick)' if quick else ''}: every result checked against NumPy's before it is "
-          f"timed; medians over {5 if quick else 15} repeats, first calls over "
-          f"{'1 fresh process' if quick else '3 fresh processes'}")
+          f"timed; medians over {5 if quick else 15} rounds of one ~20 ms batch per implementation in turn, "
+          f"first calls over {'1 fresh process' if quick else '3 fresh processes'}")
     if command:
         print(f"command: `{command}`")
     print(machine_line(info))
