@@ -28,11 +28,11 @@ def child(cache_dir: str, library_only: bool) -> None:
     os.environ["TRACEGRAD_CACHE_DIR"] = cache_dir
     import tracegrad as tg
     import tracegrad.numpy as tnp
-    from codegen import gemm, library
+    from codegen import library
     from tracegrad.bench import _mlp_inputs, _mlp_loss, _mlp_step
 
     if library_only:
-        library.load({"tg_gemm_float32", *gemm.every_microkernel("float32")})
+        library.load(library.every_routine("float32"))
         return
     args = _mlp_inputs()
     start = time.perf_counter()

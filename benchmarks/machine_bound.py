@@ -1,6 +1,6 @@
 """How close the compiled elementwise benchmark comes to what this machine allows.
 
-    PYTHONPATH=. python3 benchmarks/machine_bound.py [--cpu N] [--rounds R]
+    PYTHONPATH=. python3 benchmarks/machine_bound.py [--cpu N]
 
 The workload is bench's ``sum(tanh(x) * (1 / (1 + exp(-x))) + 0.5 * x**2)`` over float32,
 forward and value_and_grad, at 1e6 and 1e7 elements, pinned to one CPU. Beside tracegrad's
@@ -83,18 +83,15 @@ def build_c(directory: str):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)))
-    parser.add_argument("--rounds", type=int, default=0, help="timing rounds (default: by size)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.cpu})
     os.environ["TRACEGRAD_THREADS"] = "1"
-
-    import time
 
     import numpy as np
 
     import tracegrad as tg
     import tracegrad.numpy as tnp
-    from tracegrad.bench import _elementwise, _elementwise_value_and_grad_numpy, machine, machine_line
+    from tracegrad.bench import _elementwise, _elementwise_value_and_grad_numpy, machine, machine_line, time_calls
 
     tg.config.threads = 1
     print(f"command: `PYTHONPATH=. python3 benchmarks/machine_bound.py{''.join(' ' + a for a in sys.argv[1:])}`")
@@ -125,16 +122,7 @@ def main() -> int:
                           "hand-fused C, forward": lambda: lib.forward(x.ctypes.data, n),
                           "hand-fused C, value_and_grad into a preallocated array":
                               lambda: lib.value_and_grad(x.ctypes.data, gradient.ctypes.data, n)}
-            for call in calls.values():
-                call()
-            rounds = args.rounds or (200 if n <= 10**6 else 30)
-            times = {name: [] for name in calls}
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    start = time.perf_counter()
-                    call()
-                    times[name].append(time.perf_counter() - start)
-            median = {name: float(np.median(t)) for name, t in times.items()}
+            median = {name: float(np.median(t)) for name, t in time_calls(calls, quick=False).items()}
             for name, t in median.items():
                 ours = median["tracegrad jit, value_and_grad" if "value_and_grad" in name else "tracegrad jit, forward"]
                 ratio = "-" if name.startswith("tracegrad") else f"{ours / t:.2f}"

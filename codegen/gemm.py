@@ -84,7 +84,7 @@ accumulator sets. ``k == 0`` zeroes C, or leaves it when accumulating.
 The driver calls the micro-kernel for each tile through a table of function pointers
 (``tg_gemm_<dtype>.kernels``, entry ``kernel_slot``), so that the library (library.py) can
 compile the driver and each micro-kernel apart and load only those a program runs
-(``micro_kernels``: they depend on ``n`` and A's layout only). ``define_gemm`` with
+(``micro_kernels``: they depend on ``n`` only). ``define_gemm`` with
 ``with_kernels`` (the default) makes the whole GEMM in one module, table included.
 
 Floating point: explicit ``llvm.fma`` in k order within a k block (two interleaved
@@ -426,12 +426,11 @@ class _GemmGenerator:
         c_prefetch_at = b.select(b.icmp_signed("<", c_prefetch_at, _const(0)), _const(0), c_prefetch_at)
 
         # Where the k loop reads A: one pointer per row, a row past `rows` aliasing row 0 (its
-        # sums are never stored), stepping a_ks elements per k step. One kernel serves both
-        # layouts the driver packs, so the library has one kernel per tile width, not two; the
-        # strided broadcasts cost nothing measurable against the FMAs they feed.
+        # sums are never stored), stepping a_ks elements per k step: one kernel for both layouts
+        # the driver packs (see the module docstring for what that costs and saves).
         a_start = [_opaque(b, b.select(b.icmp_signed("<", _const(i), nrows), b.gep(a, [b.mul(a_rs, _const(i))]), a))
                    for i in range(mr)]
-        k_offsets = [_opaque(b, b.mul(a_ks, _const(u))) for u in range(bl.unroll + 1)]  # u k steps on, in elements
+        k_offsets = {u: _opaque(b, b.mul(a_ks, _const(u))) for u in range(1, bl.unroll + 1)}  # u k steps on
 
         def a_element(b: ir.IRBuilder, pointers: list[ir.Value], u: int, i: int) -> ir.Value:
             """A[i, p + u] for the k step p the pointers are at."""

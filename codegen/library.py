@@ -51,6 +51,11 @@ def declare(module: ir.Module, routine: str) -> ir.Function:
     return fn if fn is not None else ir.Function(module, gemm.function_type(_parse(routine)[0]), name=routine)
 
 
+def every_routine(dtype: str) -> list[str]:
+    """The whole library for ``dtype``: its driver and every micro-kernel."""
+    return [gemm.function_name(dtype), *gemm.every_microkernel(dtype)]
+
+
 def _key(routine: str) -> str:
     return digest(f"library|{routine}")
 
@@ -60,7 +65,7 @@ def _build(routine: str) -> target.Engine:
     key = _key(routine)
     obj = load_cached(key)
     if obj is not None:
-        return target.Engine(obj=obj)
+        return target.Engine(objects=(obj,))
     module = ir.Module(name=routine)
     dtype, nv = _parse(routine)
     if nv is None:
@@ -127,7 +132,7 @@ def load(routines) -> None:
 
 def _load_cached(routines: list[str]) -> None:
     """Load those of ``routines`` the disk cache holds (and no thread is building) into one
-    engine: an engine costs about 2 ms, and a program loaded from the cache needs five pieces."""
+    engine: an engine costs about 2 ms, and a program loaded from the cache needs several pieces."""
     found = {}
     for routine in routines:
         obj = None if routine in _BUILDING else load_cached(_key(routine))
@@ -135,8 +140,7 @@ def _load_cached(routines: list[str]) -> None:
             found[routine] = obj
     if not found:
         return
-    objects = list(found.values())
-    engine = target.Engine(obj=objects[0], more=tuple(objects[1:]))
+    engine = target.Engine(objects=tuple(found.values()))
     with _LOCK:
         for routine in found:  # in the caller's order: drivers first
             if routine not in _LOADED:  # (unless another thread got there first)

@@ -297,7 +297,7 @@ def _read(key: str) -> tuple[target.Engine, Interface] | None:
         return None
     interface, obj = Interface.unpack(payload)
     library.load(interface.routines)  # the object calls them by name: their symbols first
-    return target.Engine(obj=obj), interface
+    return target.Engine(objects=(obj,)), interface
 
 
 def _aligned_empty(nbytes: int) -> np.ndarray:

@@ -94,16 +94,17 @@ def parse(text: str) -> llvm.ModuleRef:
 class Engine:
     """Machine code loaded into this process, kept alive as long as this object."""
 
-    def __init__(self, obj: bytes | None = None, module: llvm.ModuleRef | None = None, more: tuple = ()):
-        """Load ``obj`` (an object file's bytes, and those in ``more``) or compile ``module``."""
-        self.object_code: bytes | None = obj
+    def __init__(self, objects: tuple[bytes, ...] = (), module: llvm.ModuleRef | None = None):
+        """Load ``objects`` (object files' bytes) or compile ``module``; ``object_code`` is then
+        the compiled module's object, for the disk cache."""
+        self.object_code: bytes | None = None
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
 
         def notify(_module, buffer: bytes) -> None:
             self.object_code = buffer
 
         self._engine.set_object_cache(notify, lambda _module: None)
-        for data in ((obj,) if obj is not None else ()) + tuple(more):
+        for data in objects:
             self._engine.add_object_file(llvm.ObjectFileRef.from_data(data))
         if module is not None:
             self._engine.add_module(module)
@@ -125,7 +126,10 @@ class Engine:
 def optimized(text: str, unroll: bool = False, tuned: bool = False) -> llvm.ModuleRef:
     """Parse and optimise LLVM IR text: O3, or ``tidy`` only for ``tuned`` code (written vectorised)."""
     module = parse(text)
-    tidy(module) if tuned else optimize(module, unroll)
+    if tuned:
+        tidy(module)
+    else:
+        optimize(module, unroll)
     return module
 
 

@@ -54,7 +54,7 @@ ONLY_LISTED = """
     checked = 0
     for dtype in ("float32", "float64"):
         driver = gemm.function_name(dtype)
-        library.load([driver, *gemm.every_microkernel(dtype)])
+        library.load(library.every_routine(dtype))
         table = library._LOADED[driver].global_address(gemm.table_name(dtype))
         call = SIG(library._LOADED[driver].address(driver))
         raw = np.zeros(gemm.workspace_bytes(dtype) + 64, np.uint8)

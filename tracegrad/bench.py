@@ -565,9 +565,9 @@ def first_call_child(impl: str) -> None:
         native = getattr(jf.lower(*args).compile(), "_native", None)
         from_disk = getattr(native, "from_disk", None)
     elif impl == "tracegrad library":  # not timed: fills the cache directory with the float32 matmul library
-        from codegen import gemm, library
+        from codegen import library
 
-        library.load({gemm.function_name("float32"), *gemm.every_microkernel("float32")})
+        library.load(library.every_routine("float32"))
         print(json.dumps(dict(seconds=0.0, loss=None, from_disk=None)))
         return
     elif impl == "jax jit":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import linecache
 import os
@@ -43,23 +44,16 @@ def user_source() -> SourceInfo | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _without_comment(code: str) -> str:
     """A line of code without its trailing ``# comment`` (a ``#`` inside a string stays)."""
-    hit = _comment_cache.get(code)
-    if hit is None:
-        hit = code
-        try:
-            for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-                if tok.type == tokenize.COMMENT:
-                    hit = code[:tok.start[1]].rstrip()
-                    break
-        except (tokenize.TokenError, SyntaxError):  # a line that opens a bracket or a string it does not close
-            pass
-        _comment_cache[code] = hit
-    return hit
-
-
-_comment_cache: dict[str, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.COMMENT:
+                return code[:tok.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # a line that opens a bracket or a string it does not close
+        pass
+    return code
 
 
 def at_user_line() -> str:

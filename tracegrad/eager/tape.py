@@ -423,8 +423,7 @@ class TapeBuilder(Builder):
         """The primitive's shape rule, the checks tracing makes, run once per
         distinct signature: on small arrays the rule costs more than the work."""
         try:
-            key = (prim, *[(a.shape, a.dtype) for a in arrays], *params.items()) if params else (
-                prim, *[(a.shape, a.dtype) for a in arrays])
+            key = (prim, *[(a.shape, a.dtype) for a in arrays], *params.items())
             if key in self._checked:
                 return
         except TypeError:  # a parameter that cannot be hashed: check every time
